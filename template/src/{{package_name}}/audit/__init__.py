@@ -1,0 +1,1 @@
+"""The audit log: security-relevant events, readable by admins."""

@@ -1,0 +1,85 @@
+"""Who is calling: bearer token → verified claims → live session, active user, current permissions."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy import select
+
+from ..database import SessionDep
+from ..errors import Unauthorized
+from ..rbac.models import Permission, role_permissions, user_roles
+from ..users.models import User
+from .models import AuthSession
+from .passwords import PasswordService
+from .tokens import AccessTokenCodec, InvalidToken
+
+bearer_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    user: User
+    session_id: uuid.UUID
+    permissions: frozenset[str]
+
+    @property
+    def user_id(self) -> uuid.UUID:
+        return self.user.id
+
+
+def get_token_codec(request: Request) -> AccessTokenCodec:
+    codec: AccessTokenCodec = request.app.state.token_codec
+    return codec
+
+
+def get_password_service(request: Request) -> PasswordService:
+    passwords: PasswordService = request.app.state.passwords
+    return passwords
+
+
+TokenCodecDep = Annotated[AccessTokenCodec, Depends(get_token_codec)]
+PasswordServiceDep = Annotated[PasswordService, Depends(get_password_service)]
+
+
+async def get_principal(
+    request: Request,
+    session: SessionDep,
+    codec: TokenCodecDep,
+    token: Annotated[str | None, Depends(bearer_scheme)],
+) -> Principal:
+    if not token:
+        raise Unauthorized()
+    try:
+        claims = codec.verify(token)
+    except InvalidToken:
+        raise Unauthorized("The access token is invalid or expired.") from None
+
+    # Checked on every request, so logout, disabling a user and role changes apply at once
+    # on every instance: the database is the single source of truth.
+    row = (
+        await session.execute(
+            select(User, AuthSession.revoked_at)
+            .join(AuthSession, AuthSession.user_id == User.id)
+            .where(AuthSession.id == claims.session_id, User.id == claims.user_id)
+        )
+    ).one_or_none()
+    if row is None or row.revoked_at is not None or not row.User.is_active:
+        raise Unauthorized("The session has ended.")
+    permissions = await session.scalars(
+        select(Permission.name)
+        .join(role_permissions, role_permissions.c.permission_id == Permission.id)
+        .join(user_roles, user_roles.c.role_id == role_permissions.c.role_id)
+        .where(user_roles.c.user_id == claims.user_id)
+    )
+    request.state.user_id = str(claims.user_id)
+    return Principal(
+        user=row.User, session_id=claims.session_id, permissions=frozenset(permissions)
+    )
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

@@ -1,0 +1,188 @@
+"""Authentication endpoints: register, login, refresh, logout, password change and reset."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Request, status
+from fastapi.security import OAuth2PasswordRequestForm
+
+from ..config import Settings
+from ..database import SessionDep
+from ..paths import API_PREFIX
+from ..errors import Forbidden
+from ..mailer import Mailer
+from ..ratelimit import RateLimiter
+from ..rbac.dependencies import Guard
+from ..rbac.permissions import Perm
+from ..rbac.routing import GuardedRoute
+from ..requests import RequestMetaDep
+from ..users.schemas import UserOut
+from ..users import service as users_service
+from ..users.service import to_out
+from . import service
+from .dependencies import PasswordServiceDep, Principal, TokenCodecDep
+from .schemas import (
+    LoginRequest,
+    PasswordChangeRequest,
+    PasswordForgotRequest,
+    PasswordResetRequest,
+    RefreshRequest,
+    RegisterRequest,
+    TokenPair,
+)
+
+router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["auth"], route_class=GuardedRoute)
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _limiter(request: Request) -> RateLimiter:
+    limiter: RateLimiter = request.app.state.rate_limiter
+    return limiter
+
+
+def _mailer(request: Request) -> Mailer:
+    mailer: Mailer = request.app.state.mailer
+    return mailer
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+LimiterDep = Annotated[RateLimiter, Depends(_limiter)]
+MailerDep = Annotated[Mailer, Depends(_mailer)]
+AccountUpdate = Guard(Perm.ACCOUNT_UPDATE)
+
+
+@router.post("/register", status_code=status.HTTP_201_CREATED, response_model=UserOut)
+async def register(
+    body: RegisterRequest,
+    session: SessionDep,
+    passwords: PasswordServiceDep,
+    settings: SettingsDep,
+    meta: RequestMetaDep,
+) -> UserOut:
+    if not settings.registration_enabled:
+        raise Forbidden("Registration is closed.")
+    user = await service.register(
+        session, passwords, meta,
+        email=body.email, password=body.password, full_name=body.full_name,
+    )
+    return to_out(await users_service.get(session, user.id))
+
+
+async def _login(
+    email: str,
+    password: str,
+    session: SessionDep,
+    passwords: PasswordServiceDep,
+    limiter: LimiterDep,
+    settings: SettingsDep,
+    codec: TokenCodecDep,
+    meta: RequestMetaDep,
+) -> TokenPair:
+    user = await service.authenticate(
+        session, passwords, limiter, meta, email=email, password=password
+    )
+    return await service.start_session(session, settings, codec, user)
+
+
+@router.post("/token", response_model=TokenPair)
+async def token(
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    session: SessionDep,
+    passwords: PasswordServiceDep,
+    limiter: LimiterDep,
+    settings: SettingsDep,
+    codec: TokenCodecDep,
+    meta: RequestMetaDep,
+) -> TokenPair:
+    """OAuth2 password flow (form fields `username` = email, `password`)."""
+    return await _login(
+        form.username, form.password, session, passwords, limiter, settings, codec, meta
+    )
+
+
+@router.post("/login", response_model=TokenPair)
+async def login(
+    body: LoginRequest,
+    session: SessionDep,
+    passwords: PasswordServiceDep,
+    limiter: LimiterDep,
+    settings: SettingsDep,
+    codec: TokenCodecDep,
+    meta: RequestMetaDep,
+) -> TokenPair:
+    return await _login(
+        body.email, body.password, session, passwords, limiter, settings, codec, meta
+    )
+
+
+@router.post("/refresh", response_model=TokenPair)
+async def refresh(
+    body: RefreshRequest,
+    session: SessionDep,
+    settings: SettingsDep,
+    codec: TokenCodecDep,
+    meta: RequestMetaDep,
+) -> TokenPair:
+    return await service.rotate(session, settings, codec, meta, body.refresh_token)
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+async def logout(body: RefreshRequest, session: SessionDep, meta: RequestMetaDep) -> None:
+    await service.logout(session, meta, body.refresh_token)
+
+
+@router.post("/logout-all", status_code=status.HTTP_204_NO_CONTENT)
+async def logout_all(
+    principal: Annotated[Principal, AccountUpdate],
+    session: SessionDep,
+    meta: RequestMetaDep,
+) -> None:
+    await service.logout_all(session, meta, principal.user)
+
+
+@router.post("/password/change", status_code=status.HTTP_204_NO_CONTENT)
+async def change_password(
+    body: PasswordChangeRequest,
+    principal: Annotated[Principal, AccountUpdate],
+    session: SessionDep,
+    passwords: PasswordServiceDep,
+    meta: RequestMetaDep,
+) -> None:
+    """Change the password and end every session of the account, this one included."""
+    await service.change_password(
+        session, passwords, meta, principal.user,
+        current_password=body.current_password, new_password=body.new_password,
+    )
+
+
+@router.post("/password/forgot", status_code=status.HTTP_202_ACCEPTED)
+async def forgot_password(
+    body: PasswordForgotRequest,
+    session: SessionDep,
+    settings: SettingsDep,
+    mailer: MailerDep,
+    background: BackgroundTasks,
+    meta: RequestMetaDep,
+) -> dict[str, str]:
+    """Always 202, whether or not the account exists; the email is sent after the response."""
+    message = await service.request_password_reset(session, settings, meta, body.email)
+    if message is not None:
+        background.add_task(mailer.send, message)
+    return {"status": "accepted"}
+
+
+@router.post("/password/reset", status_code=status.HTTP_204_NO_CONTENT)
+async def reset_password(
+    body: PasswordResetRequest,
+    session: SessionDep,
+    passwords: PasswordServiceDep,
+    meta: RequestMetaDep,
+) -> None:
+    await service.reset_password(
+        session, passwords, meta, token=body.token, new_password=body.new_password
+    )

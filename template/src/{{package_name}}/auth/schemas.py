@@ -1,0 +1,79 @@
+"""Request and response bodies of the authentication endpoints."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Self
+
+from pydantic import EmailStr, Field, StringConstraints, model_validator
+
+from ..schemas import InputModel, OutputModel
+from ..users.models import EMAIL_MAX_LENGTH
+from .passwords import MAX_LENGTH, MIN_LENGTH, policy_violation
+from .tokens import OPAQUE_TOKEN_BYTES
+
+Email = Annotated[EmailStr, Field(max_length=EMAIL_MAX_LENGTH)]
+# Length only: a login must accept any password that was valid when it was set.
+AnyPassword = Annotated[str, Field(min_length=1, max_length=MAX_LENGTH)]
+NewPassword = Annotated[str, Field(min_length=MIN_LENGTH, max_length=MAX_LENGTH)]
+OpaqueToken = Annotated[
+    str, StringConstraints(min_length=OPAQUE_TOKEN_BYTES, max_length=128, pattern=r"^[\w-]+$")
+]
+
+
+def _check_policy(password: str, email: str | None = None) -> None:
+    reason = policy_violation(password, email)
+    if reason:
+        raise ValueError(reason)
+
+
+class RegisterRequest(InputModel):
+    email: Email
+    password: NewPassword
+    full_name: Annotated[str, Field(max_length=200)] = ""
+
+    @model_validator(mode="after")
+    def _policy(self) -> Self:
+        _check_policy(self.password, self.email)
+        return self
+
+
+class LoginRequest(InputModel):
+    email: Email
+    password: AnyPassword
+
+
+class RefreshRequest(InputModel):
+    refresh_token: OpaqueToken
+
+
+class PasswordChangeRequest(InputModel):
+    current_password: AnyPassword
+    new_password: NewPassword
+
+    @model_validator(mode="after")
+    def _policy(self) -> Self:
+        _check_policy(self.new_password)
+        if self.new_password == self.current_password:
+            raise ValueError("The new password must differ from the current one.")
+        return self
+
+
+class PasswordForgotRequest(InputModel):
+    email: Email
+
+
+class PasswordResetRequest(InputModel):
+    token: OpaqueToken
+    new_password: NewPassword
+
+    @model_validator(mode="after")
+    def _policy(self) -> Self:
+        _check_policy(self.new_password)
+        return self
+
+
+class TokenPair(OutputModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int

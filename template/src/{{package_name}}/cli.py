@@ -1,0 +1,94 @@
+"""The command line: `migrate`, `create-admin` and `serve`."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import sys
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from ._project import PROJECT_SLUG
+
+if TYPE_CHECKING:
+    from .config import Settings
+
+app = typer.Typer(name=PROJECT_SLUG, no_args_is_help=True, add_completion=False)
+
+
+def _settings() -> Settings:
+    """Settings from the environment, or a readable error naming each bad setting."""
+    from pydantic import ValidationError
+
+    from .config import Settings
+
+    try:
+        return Settings()
+    except ValidationError as error:
+        for problem in error.errors():
+            location = ".".join(str(part) for part in problem["loc"]) or "settings"
+            typer.echo(f"configuration error: {location}: {problem['msg']}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def migrate(
+    revision: Annotated[str, typer.Argument(help="Target revision")] = "head",
+) -> None:
+    """Apply the database migrations to DATABASE_URL."""
+    from .migrations import upgrade
+
+    settings = _settings()
+    upgrade(settings.database_url, revision)
+    typer.echo(f"database migrated to {revision}")
+
+
+@app.command("create-admin")
+def create_admin(
+    email: Annotated[str, typer.Option(help="Email of the admin account")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input")
+    ] = False,
+) -> None:
+    """Create an account with the admin role (or give an existing account that role)."""
+    from .users.bootstrap import AdminSetupError, ensure_admin
+
+    settings = _settings()
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Repeat password: ") != password:
+            typer.echo("passwords differ", err=True)
+            raise typer.Exit(1)
+    try:
+        created = asyncio.run(ensure_admin(settings, email, password))
+    except AdminSetupError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"admin {'created' if created else 'role granted'}: {email}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+) -> None:
+    """Run the production server (uvicorn, one process). SIGTERM drains requests and exits 0."""
+    import uvicorn
+
+    from .main import create_app
+
+    settings = _settings()
+    config = uvicorn.Config(
+        create_app(settings),
+        host=host,
+        port=port,
+        proxy_headers=False,  # forwarding headers are handled by ClientIPMiddleware
+        server_header=False,
+        access_log=False,  # RequestContextMiddleware logs each request once
+        log_config=None,
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+    )
+    uvicorn.Server(config).run()

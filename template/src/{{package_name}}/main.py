@@ -1,0 +1,144 @@
+"""`create_app(settings)` assembles the service; nothing here runs at import time."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from fastapi import FastAPI
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.gzip import GZipMiddleware
+
+from . import ratelimit_storage
+from ._project import DESCRIPTION, PROJECT_NAME
+from .apidocs import DOCS_CSP, DOCS_PATH, OPENAPI_PATH
+from .apidocs import router as docs_router
+from .audit.router import router as audit_router
+from .auth.passwords import PasswordService
+from .auth.router import router as auth_router
+from .auth.tokens import AccessTokenCodec
+from .config import Settings
+from .database import create_engine, create_sessionmaker
+from .errors import install_exception_handlers
+from .health.router import router as health_router
+from .mailer import create_mailer
+from .metrics import Metrics
+from .middleware.body_limit import BodyLimitMiddleware
+from .middleware.proxy import ClientIPMiddleware
+from .middleware.rate_limit import RateLimitMiddleware
+from .middleware.request_context import RequestContextMiddleware
+from .middleware.security_headers import SecurityHeadersMiddleware
+from .middleware.trusted_hosts import TrustedHostMiddleware
+from .observability import configure_logging, metrics_router
+from .paths import API_PREFIX, HEALTH_PATHS
+from .ratelimit import RateLimiter
+from .rbac.router import router as rbac_router
+from .users.router import router as users_router
+
+# Endpoints that take credentials or send mail: the strict `auth` policy, per client IP.
+AUTH_RATE_LIMITED_PATHS = tuple(
+    f"{API_PREFIX}/auth/{name}"
+    for name in ("login", "token", "register", "password/forgot", "password/reset")
+)
+
+
+def _middleware(settings: Settings, metrics: Metrics, codec: AccessTokenCodec) -> list[Middleware]:
+    """Outermost first. Every class is pure ASGI."""
+    stack = [
+        Middleware(ClientIPMiddleware, trusted_proxies=settings.trusted_proxies),
+        Middleware(RequestContextMiddleware, metrics=metrics),
+        Middleware(
+            SecurityHeadersMiddleware,
+            docs_prefix=DOCS_PATH if settings.docs_on else None,
+            docs_csp=DOCS_CSP,
+        ),
+        Middleware(
+            TrustedHostMiddleware,
+            allowed=settings.trusted_hosts or ["localhost", "127.0.0.1", "::1"],
+            exempt_paths=HEALTH_PATHS,
+        ),
+    ]
+    if settings.cors_origins:
+        stack.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_origins,
+                allow_credentials=settings.cors_allow_credentials,
+                allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+                expose_headers=[
+                    "X-Request-ID", "Retry-After", "RateLimit-Limit", "RateLimit-Remaining",
+                    "RateLimit-Reset", "RateLimit-Policy",
+                ],
+                max_age=600,
+            )
+        )
+    stack += [
+        Middleware(GZipMiddleware, minimum_size=1024),
+        Middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes),
+        Middleware(
+            RateLimitMiddleware,
+            codec=codec,
+            prefix=API_PREFIX + "/",
+            auth_paths=AUTH_RATE_LIMITED_PATHS,
+        ),
+    ]
+    return stack
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    configure_logging(settings)
+    metrics = Metrics()
+    codec = AccessTokenCodec(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.migrate_on_start:
+            from .migrations import upgrade
+
+            await anyio.to_thread.run_sync(upgrade, settings.database_url)
+        engine = create_engine(settings)
+        limiter = RateLimiter(
+            settings,
+            ratelimit_storage.storage_uri(settings),
+            fail_closed=ratelimit_storage.fail_closed(settings),
+            metrics=metrics,
+        )
+        passwords = PasswordService(settings.password_hash_concurrency)
+        await passwords.verify_against_nothing("warm-up")  # the first failed login costs the same
+        app.state.engine = engine
+        app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.rate_limiter = limiter
+        app.state.passwords = passwords
+        app.state.mailer = create_mailer(settings)
+        try:
+            yield
+        finally:
+            await limiter.close()
+            await engine.dispose()
+
+    app = FastAPI(
+        title=PROJECT_NAME,
+        description=DESCRIPTION,
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=OPENAPI_PATH if settings.docs_on else None,
+        middleware=_middleware(settings, metrics, codec),
+        debug=False,  # tracebacks never leave the process; DEBUG only raises log verbosity
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.token_codec = codec
+    install_exception_handlers(app)
+
+    routers = [auth_router, users_router, rbac_router, audit_router, health_router, metrics_router]
+    if settings.docs_on:
+        routers.append(docs_router)
+    for router in routers:
+        app.include_router(router)
+    return app

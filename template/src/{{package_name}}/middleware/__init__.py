@@ -1,0 +1,1 @@
+"""Pure ASGI middleware: each class wraps `(scope, receive, send)` and does one job."""

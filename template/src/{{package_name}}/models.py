@@ -1,0 +1,20 @@
+"""Every table of the service, imported in one place for Alembic and the test harness."""
+
+from .audit.models import AuditEvent
+from .auth.models import AuthSession, PasswordResetToken, RefreshToken
+from .database import Base
+from .rbac.models import Permission, Role, role_permissions, user_roles
+from .users.models import User
+
+__all__ = [
+    "AuditEvent",
+    "AuthSession",
+    "Base",
+    "PasswordResetToken",
+    "Permission",
+    "RefreshToken",
+    "Role",
+    "User",
+    "role_permissions",
+    "user_roles",
+]

@@ -1,0 +1,1 @@
+"""Role-based access control: roles, `resource:action` permissions and the guard dependency."""

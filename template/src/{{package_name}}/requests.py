@@ -1,0 +1,25 @@
+"""Facts about the current request that services record (audit trail, throttling keys)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+
+@dataclass(frozen=True, slots=True)
+class RequestMeta:
+    client_ip: str
+    request_id: str | None
+
+
+def get_request_meta(request: Request) -> RequestMeta:
+    client = request.client
+    return RequestMeta(
+        client_ip=client.host if client else "unknown",
+        request_id=request.scope.get("state", {}).get("request_id"),
+    )
+
+
+RequestMetaDep = Annotated[RequestMeta, Depends(get_request_meta)]

@@ -1,0 +1,52 @@
+"""Request and response bodies of the user endpoints."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from ..auth.schemas import AnyPassword
+from ..schemas import InputModel, OutputModel
+
+FullName = Annotated[str, Field(max_length=200)]
+
+
+class UserOut(OutputModel):
+    id: uuid.UUID
+    email: str
+    full_name: str
+    is_active: bool
+    created_at: datetime
+    roles: list[str]
+
+
+class ProfileUpdate(InputModel):
+    """What a user may change about themselves. Roles and status are not here, by design."""
+
+    full_name: FullName | None = None
+
+
+class AdminUserUpdate(InputModel):
+    full_name: FullName | None = None
+    is_active: bool | None = None
+
+
+class AccountDeletion(InputModel):
+    password: AnyPassword
+
+
+class SessionOut(OutputModel):
+    id: uuid.UUID
+    created_at: datetime
+    revoked_at: datetime | None
+    revoked_reason: str | None
+
+
+class AccountExport(OutputModel):
+    user: UserOut
+    permissions: list[str]
+    sessions: list[SessionOut]
+    audit_events: list[dict[str, Any]]

@@ -1,0 +1,664 @@
+"""Deploy files of rendered projects pass their linters, schemas and security scanners.
+
+Every variant is rendered once per session from the work tree (uncommitted changes
+included, so a local run tests what is about to be committed; CI runs on a clean clone).
+The tools come from the `deploy-checks` dependency group (`uv sync --group deploy-checks`)
+and `kubectl` (or `kustomize`) from the machine; a missing tool fails the run, it is never
+skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import copier
+import pytest
+import yaml
+from copier.errors import DirtyLocalWarning
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Values that copier.yml does not offer yet are unlocked by overriding its computed
+# `unavailable_values` list; the default variant is rendered without any override.
+UNLOCK: dict[str, Any] = {"unavailable_values": []}
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "compose-sqlite-memory": {},
+    "compose-postgresql-memory": {**UNLOCK, "database": "postgresql"},
+    "compose-mysql-redis": {**UNLOCK, "database": "mysql", "rate_limit_backend": "redis"},
+    "kubernetes-postgresql-redis": {
+        **UNLOCK,
+        "deploy_target": "kubernetes",
+        "database": "postgresql",
+        "rate_limit_backend": "redis",
+    },
+    "kubernetes-mysql-redis": {
+        **UNLOCK,
+        "deploy_target": "kubernetes",
+        "database": "mysql",
+        "rate_limit_backend": "redis",
+    },
+}
+KUBERNETES_VARIANTS = [name for name in VARIANTS if name.startswith("kubernetes-")]
+OVERLAYS = ("staging", "production")
+SLUG = "my-service"
+APP_UID = 10001
+
+# The oldest and the newest Kubernetes minor that kubernetes-validate bundles and that
+# the manifests support.
+KUBERNETES_VERSIONS = ("1.31.0", "1.37.0")
+
+# The only checkov checks that may be skipped, each inline in the manifest with a reason.
+ALLOWED_CHECKOV_SKIPS = {
+    "CKV_K8S_35",  # settings come from environment variables (pydantic-settings)
+    "CKV_K8S_43",  # the digest is pinned per overlay with kustomize `images:`
+}
+
+PINNED_USES = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d+\.\d+\.\d+$")
+
+
+# ----------------------------------------------------------------------------- helpers
+def tool(name: str) -> str:
+    """Path of a command-line tool: the virtual environment's first, then PATH."""
+    beside_python = Path(sys.executable).parent / name
+    if beside_python.is_file():
+        return str(beside_python)
+    found = shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} is not installed; run `uv sync --group deploy-checks`")
+    return found
+
+
+def kustomize_command() -> list[str]:
+    if kubectl := shutil.which("kubectl"):
+        return [kubectl, "kustomize"]
+    if kustomize := shutil.which("kustomize"):
+        return [kustomize, "build"]
+    pytest.fail("neither kubectl nor kustomize is installed")
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, check=False)
+
+
+def assert_clean(result: subprocess.CompletedProcess[str]) -> None:
+    assert result.returncode == 0, f"{result.args}\n{result.stdout}\n{result.stderr}"
+
+
+def load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def build_overlay(project: Path, overlay: str) -> str:
+    result = run(*kustomize_command(), str(project / "deploy" / "overlays" / overlay))
+    assert_clean(result)
+    return result.stdout
+
+
+def manifests(text: str) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = [doc for doc in docs if doc["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+    return found[0]
+
+
+# ---------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="session")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
+    root = tmp_path_factory.mktemp("deploy-variants")
+    projects: dict[str, Path] = {}
+    with warnings.catch_warnings():
+        # Rendering the work tree with uncommitted changes is the point of a local run.
+        warnings.simplefilter("ignore", DirtyLocalWarning)
+        for name, data in VARIANTS.items():
+            destination = root / name
+            copier.run_copy(
+                src_path=str(REPO_ROOT),
+                dst_path=str(destination),
+                data=data,
+                defaults=True,
+                unsafe=False,
+                quiet=True,
+            )
+            projects[name] = destination
+    # The documented first step of a Kubernetes deployment: secrets.env from its example.
+    for name in KUBERNETES_VARIANTS:
+        for overlay in OVERLAYS:
+            directory = projects[name] / "deploy" / "overlays" / overlay
+            shutil.copyfile(directory / "secrets.env.example", directory / "secrets.env")
+    yield projects
+
+
+@pytest.fixture(scope="session")
+def built_overlays(rendered: dict[str, Path]) -> dict[tuple[str, str], str]:
+    return {
+        (name, overlay): build_overlay(rendered[name], overlay)
+        for name in KUBERNETES_VARIANTS
+        for overlay in OVERLAYS
+    }
+
+
+@pytest.fixture(scope="session")
+def checkov_results(
+    rendered: dict[str, Path],
+    built_overlays: dict[tuple[str, str], str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> list[dict[str, Any]]:
+    """One checkov run over every rendered project and every built overlay (it is slow
+    to start, so it runs once); tests pick their own files out of the report."""
+    scan_root = tmp_path_factory.mktemp("checkov")
+    for name, project in rendered.items():
+        shutil.copytree(project, scan_root / name)
+    for (name, overlay), text in built_overlays.items():
+        (scan_root / name / f"built-{overlay}.yaml").write_text(text, encoding="utf-8")
+    result = run(
+        tool("checkov"),
+        "--directory",
+        str(scan_root),
+        "--framework",
+        "kubernetes",
+        "dockerfile",
+        "github_actions",
+        "--skip-download",
+        "--output",
+        "json",
+    )
+    assert result.returncode in (0, 1), result.stderr
+    report = json.loads(result.stdout)
+    reports: list[dict[str, Any]] = report if isinstance(report, list) else [report]
+    assert {r["check_type"] for r in reports} == {"kubernetes", "dockerfile", "github_actions"}
+    return reports
+
+
+# ------------------------------------------------------------------------- every variant
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_deploy_files_render_without_jinja_residue(
+    rendered: dict[str, Path], variant: str
+) -> None:
+    project = rendered[variant]
+    files = [
+        project / "Dockerfile",
+        project / ".dockerignore",
+        project / "compose.yaml",
+        project / ".github" / "workflows" / "ci.yml",
+    ]
+    if variant in KUBERNETES_VARIANTS:
+        files += sorted((project / "deploy").rglob("*.yaml"))
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        assert "{%" not in text, path
+        assert "{{" not in text.replace("${{", ""), path
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_kubernetes_manifests_exist_only_for_the_kubernetes_target(
+    rendered: dict[str, Path], variant: str
+) -> None:
+    assert (rendered[variant] / "deploy").exists() == (variant in KUBERNETES_VARIANTS)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_dockerfile_has_no_hadolint_finding(rendered: dict[str, Path], variant: str) -> None:
+    project = rendered[variant]
+    result = run(tool("hadolint"), "--no-color", "Dockerfile", cwd=project)
+    assert_clean(result)
+    assert result.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_dockerfile_runs_non_root_with_exec_form_healthcheck(
+    rendered: dict[str, Path], variant: str
+) -> None:
+    text = (rendered[variant] / "Dockerfile").read_text(encoding="utf-8")
+    instructions = [
+        line.strip() for line in text.splitlines() if line.strip() and not line.startswith(" ")
+    ]
+    stages = [line for line in instructions if line.startswith("FROM ")]
+    assert stages == ["FROM python:3.11-slim AS builder", "FROM python:3.11-slim AS runtime"]
+    runtime = text[text.index("FROM python:3.11-slim AS runtime") :]
+    assert [line for line in instructions if line.startswith("USER ")] == ["USER 10001:10001"]
+    assert "PYTHONDONTWRITEBYTECODE=1" in runtime
+    assert "UV_COMPILE_BYTECODE=1" in text
+    # The dependency layer is built before the source is copied in.
+    assert text.index("--no-install-project") < text.index("COPY src ./src")
+    healthcheck = re.search(r"HEALTHCHECK .*\\\n\s+CMD (\[.*\])", runtime)
+    assert healthcheck is not None
+    command = json.loads(healthcheck.group(1))
+    assert command[0] == "python"
+    assert "http://127.0.0.1:8000/health/live" in command[-1]
+    assert f'ENTRYPOINT ["{SLUG}"]' in runtime
+    assert 'CMD ["serve", "--host", "0.0.0.0", "--port", "8000"]' in runtime
+    assert not re.search(r"^(ARG|ENV)\b.*(SECRET|PASSWORD|TOKEN)", text, re.MULTILINE)
+    assert ("/data" in runtime) == (variant == "compose-sqlite-memory")
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_dockerignore_admits_only_what_the_image_needs(
+    rendered: dict[str, Path], variant: str
+) -> None:
+    lines = (rendered[variant] / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    rules = [line for line in lines if line and not line.startswith("#")]
+    assert rules[0] == "*"
+    assert {"!pyproject.toml", "!README.md", "!src/"} <= set(rules)
+    assert {"**/.env", "**/*.db"} <= set(rules)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_compose_file_matches_the_compose_spec(rendered: dict[str, Path], variant: str) -> None:
+    result = run(
+        tool("check-jsonschema"),
+        "--builtin-schema",
+        "vendor.compose-spec",
+        str(rendered[variant] / "compose.yaml"),
+    )
+    assert_clean(result)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_compose_services_are_hardened_and_ordered(
+    rendered: dict[str, Path], variant: str
+) -> None:
+    data = VARIANTS[variant]
+    database = data.get("database", "sqlite")
+    redis = data.get("rate_limit_backend", "memory") == "redis"
+    compose = load_yaml(rendered[variant] / "compose.yaml")
+    services = compose["services"]
+    expected = {"app", "migrate"} | ({"db"} if database != "sqlite" else set())
+    expected |= {"redis"} if redis else set()
+    assert set(services) == expected
+
+    for name in ("app", "migrate"):
+        service = services[name]
+        assert service["build"]["context"] == "."
+        assert service["read_only"] is True
+        assert any(mount.split(":")[0] == "/tmp" for mount in service["tmpfs"])
+        assert service["cap_drop"] == ["ALL"]
+        assert "no-new-privileges:true" in service["security_opt"]
+        assert service["deploy"]["resources"]["limits"]["memory"]
+        environment = service["environment"]
+        assert environment["SECRET_KEY"].startswith("${SECRET_KEY:?")
+        url = environment["DATABASE_URL"]
+        if database == "sqlite":
+            assert url == "sqlite:////data/app.db"
+            assert "app-data:/data" in service["volumes"]
+        else:
+            assert url.startswith(f"{database}://")
+            assert "@db:" in url
+            assert ":?" in url  # the password must come from the environment
+        assert ("REDIS_URL" in environment) == redis
+
+    assert services["migrate"]["command"] == ["migrate"]
+    app_needs = services["app"]["depends_on"]
+    assert app_needs["migrate"] == {"condition": "service_completed_successfully"}
+    assert "test" in services["app"]["healthcheck"]
+    for dependency in expected - {"app", "migrate"}:
+        service = services[dependency]
+        assert app_needs[dependency] == {"condition": "service_healthy"}
+        assert services["migrate"]["depends_on"][dependency] == {"condition": "service_healthy"}
+        assert "ports" not in service, f"{dependency} must not be published"
+        assert "test" in service["healthcheck"]
+        assert "no-new-privileges:true" in service["security_opt"]
+        for value in service.get("environment", {}).values():
+            assert value.startswith("${"), f"{dependency} credentials must come from the env"
+    if database == "postgresql":
+        assert services["db"]["image"] == "postgres:16"
+        assert "pg_isready" in services["db"]["healthcheck"]["test"][-1]
+    if database == "mysql":
+        assert services["db"]["image"] == "mysql:8.4"
+        assert "mysqladmin ping" in services["db"]["healthcheck"]["test"][-1]
+    if redis:
+        assert services["redis"]["image"] == "redis:7"
+        assert "redis-cli ping" in services["redis"]["healthcheck"]["test"][-1]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_workflow_matches_the_github_workflow_schema(
+    rendered: dict[str, Path], variant: str
+) -> None:
+    workflows = sorted((rendered[variant] / ".github" / "workflows").glob("*.y*ml"))
+    assert workflows
+    result = run(
+        tool("check-jsonschema"),
+        "--builtin-schema",
+        "vendor.github-workflows",
+        *map(str, workflows),
+    )
+    assert_clean(result)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_workflow_has_no_zizmor_finding(rendered: dict[str, Path], variant: str) -> None:
+    result = run(
+        tool("zizmor"), "--offline", "--no-progress", str(rendered[variant] / ".github")
+    )
+    assert_clean(result)
+    assert "No findings to report" in result.stdout
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_workflow_is_pinned_and_least_privileged(
+    rendered: dict[str, Path], variant: str
+) -> None:
+    path = rendered[variant] / ".github" / "workflows" / "ci.yml"
+    text = path.read_text(encoding="utf-8")
+    workflow = load_yaml(path)
+    triggers = workflow[True]  # PyYAML reads the key `on` as a boolean
+    assert "pull_request_target" not in triggers
+    assert workflow["permissions"] == {}
+    assert "${{ github.ref }}" in workflow["concurrency"]["group"]
+    jobs = workflow["jobs"]
+    assert set(jobs) == {"lint", "types", "test", "security", "image"}
+    for name, job in jobs.items():
+        assert job["permissions"] == {"contents": "read"}, name
+        for step in job["steps"]:
+            if "uses" not in step:
+                continue
+            line = next(
+                line.strip().removeprefix("- ").removeprefix("uses: ")
+                for line in text.splitlines()
+                if f"uses: {step['uses']}" in line
+            )
+            assert PINNED_USES.match(line), line
+            if step["uses"].startswith("actions/checkout@"):
+                assert step["with"]["persist-credentials"] is False
+
+    runs = "\n".join(step.get("run", "") for job in jobs.values() for step in job["steps"])
+    for command in ("ruff check", "ruff format --check", "mypy", "pytest --cov", "bandit"):
+        assert command in runs, command
+    assert "pip-audit" in runs
+
+    data = VARIANTS[variant]
+    database = data.get("database", "sqlite")
+    redis = data.get("rate_limit_backend", "memory") == "redis"
+    test_job = jobs["test"]
+    services = test_job.get("services", {})
+    expected_images = {"postgresql": "postgres:16", "mysql": "mysql:8.4"}
+    expected = {expected_images[database]} if database in expected_images else set()
+    expected |= {"redis:7"} if redis else set()
+    assert {service["image"] for service in services.values()} == expected
+    assert ("TEST_DATABASE_URL" in test_job["env"]) == (database != "sqlite")
+    assert ("TEST_REDIS_URL" in test_job["env"]) == redis
+
+    scan = next(s for s in jobs["image"]["steps"] if "trivy-action" in s.get("uses", ""))
+    assert scan["with"]["exit-code"] == "1"
+    assert set(scan["with"]["severity"].split(",")) == {"HIGH", "CRITICAL"}
+    assert scan["with"]["image-ref"] == f"{SLUG}:ci"
+    build = next(s for s in jobs["image"]["steps"] if "build-push-action" in s.get("uses", ""))
+    assert build["with"]["push"] is False
+    assert build["with"]["tags"] == f"{SLUG}:ci"
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_checkov_finds_nothing(
+    checkov_results: list[dict[str, Any]], variant: str
+) -> None:
+    prefix = f"/{variant}/"
+    failed = [
+        f"{check['check_id']} {check['file_path']} {check['resource']}"
+        for report in checkov_results
+        for check in report["results"]["failed_checks"]
+        if check["file_path"].startswith(prefix)
+    ]
+    assert failed == []
+    passed = [
+        check
+        for report in checkov_results
+        for check in report["results"]["passed_checks"]
+        if check["file_path"].startswith(prefix)
+    ]
+    scanned = {check["file_path"].removeprefix(prefix) for check in passed}
+    assert {"Dockerfile", ".github/workflows/ci.yml"} <= scanned
+    if variant in KUBERNETES_VARIANTS:
+        assert {"built-staging.yaml", "built-production.yaml"} <= scanned
+    for report in checkov_results:
+        for check in report["results"]["skipped_checks"]:
+            if check["file_path"].startswith(prefix):
+                assert check["check_id"] in ALLOWED_CHECKOV_SKIPS, check["check_id"]
+                assert check["check_result"].get("suppress_comment", "").strip()
+
+
+# --------------------------------------------------------------------------- kubernetes
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("variant", KUBERNETES_VARIANTS)
+@pytest.mark.parametrize("kubernetes_version", KUBERNETES_VERSIONS)
+def test_overlay_validates_strictly(
+    built_overlays: dict[tuple[str, str], str],
+    tmp_path: Path,
+    variant: str,
+    overlay: str,
+    kubernetes_version: str,
+) -> None:
+    manifest = tmp_path / f"{overlay}.yaml"
+    manifest.write_text(built_overlays[variant, overlay], encoding="utf-8")
+    result = run(
+        tool("kubernetes-validate"),
+        "--strict",
+        "--kubernetes-version",
+        kubernetes_version,
+        str(manifest),
+    )
+    assert_clean(result)
+    assert "ERROR" not in result.stdout + result.stderr
+
+
+def test_strict_validation_rejects_an_unknown_field(tmp_path: Path) -> None:
+    manifest = tmp_path / "typo.yaml"
+    manifest.write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  nmespace: y\n",
+        encoding="utf-8",
+    )
+    result = run(
+        tool("kubernetes-validate"),
+        "--strict",
+        "--kubernetes-version",
+        KUBERNETES_VERSIONS[-1],
+        str(manifest),
+    )
+    assert result.returncode != 0
+
+
+def restricted_violations(kind: str, pod: dict[str, Any]) -> list[str]:
+    """What keeps a pod spec from the Pod Security `restricted` profile (plus our own
+    rules: fixed uid/gid, read-only root, no token, resources)."""
+    problems: list[str] = []
+    context = pod.get("securityContext", {})
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        if pod.get(key):
+            problems.append(f"{kind}: {key}")
+    if pod.get("automountServiceAccountToken") is not False:
+        problems.append(f"{kind}: service-account token mounted")
+    if context.get("runAsNonRoot") is not True:
+        problems.append(f"{kind}: pod runAsNonRoot")
+    if context.get("runAsUser") != APP_UID or context.get("runAsGroup") != APP_UID:
+        problems.append(f"{kind}: pod uid/gid not fixed to {APP_UID}")
+    if context.get("seccompProfile", {}).get("type") != "RuntimeDefault":
+        problems.append(f"{kind}: pod seccompProfile")
+    allowed_volumes = {"configMap", "downwardAPI", "emptyDir", "projected", "secret"}
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    for volume in volumes.values():
+        if not set(volume) - {"name"} <= allowed_volumes:
+            problems.append(f"{kind}: volume {volume['name']} of a forbidden type")
+    containers = pod.get("initContainers", []) + pod["containers"]
+    for container in containers:
+        where = f"{kind}/{container['name']}"
+        sc = container.get("securityContext", {})
+        if sc.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{where}: allowPrivilegeEscalation")
+        if sc.get("privileged"):
+            problems.append(f"{where}: privileged")
+        if sc.get("readOnlyRootFilesystem") is not True:
+            problems.append(f"{where}: readOnlyRootFilesystem")
+        if sc.get("runAsNonRoot", context.get("runAsNonRoot")) is not True:
+            problems.append(f"{where}: runAsNonRoot")
+        if sc.get("runAsUser", APP_UID) == 0:
+            problems.append(f"{where}: runs as root")
+        capabilities = sc.get("capabilities", {})
+        if "ALL" not in capabilities.get("drop", []):
+            problems.append(f"{where}: capabilities not dropped")
+        if not set(capabilities.get("add", [])) <= {"NET_BIND_SERVICE"}:
+            problems.append(f"{where}: capabilities added")
+        seccomp = sc.get("seccompProfile", context.get("seccompProfile", {}))
+        if seccomp.get("type") not in ("RuntimeDefault", "Localhost"):
+            problems.append(f"{where}: seccompProfile")
+        if any("hostPort" in port for port in container.get("ports", [])):
+            problems.append(f"{where}: hostPort")
+        resources = container.get("resources", {})
+        for bound in ("requests", "limits"):
+            if set(resources.get(bound, {})) != {"cpu", "memory"}:
+                problems.append(f"{where}: {bound} for cpu and memory")
+        tmp = [m for m in container.get("volumeMounts", []) if m["mountPath"] == "/tmp"]
+        if not tmp or "emptyDir" not in volumes.get(tmp[0]["name"], {}):
+            problems.append(f"{where}: no emptyDir at /tmp")
+    return problems
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("variant", KUBERNETES_VARIANTS)
+def test_every_pod_meets_the_restricted_profile(
+    built_overlays: dict[tuple[str, str], str], variant: str, overlay: str
+) -> None:
+    docs = manifests(built_overlays[variant, overlay])
+    workloads = [doc for doc in docs if doc["kind"] in ("Deployment", "Job")]
+    assert sorted(doc["kind"] for doc in workloads) == ["Deployment", "Job"]
+    problems = [
+        problem
+        for doc in workloads
+        for problem in restricted_violations(doc["kind"], doc["spec"]["template"]["spec"])
+    ]
+    assert problems == []
+
+
+def test_restricted_check_catches_a_violation() -> None:
+    pod = {
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": APP_UID,
+            "runAsGroup": APP_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [{"name": "api", "securityContext": {"privileged": True}}],
+    }
+    problems = restricted_violations("Deployment", pod)
+    assert "Deployment/api: privileged" in problems
+    assert "Deployment/api: allowPrivilegeEscalation" in problems
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("variant", KUBERNETES_VARIANTS)
+def test_overlay_wires_namespace_probes_secrets_and_traffic(
+    built_overlays: dict[tuple[str, str], str], variant: str, overlay: str
+) -> None:
+    docs = manifests(built_overlays[variant, overlay])
+    namespace_name = f"{SLUG}-{overlay}"
+    namespace = one(docs, "Namespace")
+    assert namespace["metadata"]["name"] == namespace_name
+    for mode in ("enforce", "audit", "warn"):
+        assert namespace["metadata"]["labels"][f"pod-security.kubernetes.io/{mode}"] == (
+            "restricted"
+        )
+    for doc in docs:
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"]["namespace"] == namespace_name, doc["metadata"]["name"]
+
+    deployment = one(docs, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["image"] == f"registry.example.com/{SLUG}:0.1.0"
+    assert container["startupProbe"]["httpGet"]["path"] == "/health/live"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+    assert {c["topologyKey"] for c in pod["topologySpreadConstraints"]} == {
+        "topology.kubernetes.io/zone",
+        "kubernetes.io/hostname",
+    }
+    service_account = one(docs, "ServiceAccount")
+    assert service_account["automountServiceAccountToken"] is False
+    assert pod["serviceAccountName"] == service_account["metadata"]["name"]
+
+    # Generated ConfigMap and Secret (hashed names) are what the workloads reference.
+    config_map = one(docs, "ConfigMap")
+    secret = one(docs, "Secret")
+    assert set(secret["data"]) >= {"SECRET_KEY", "DATABASE_URL", "REDIS_URL"}
+    job = one(docs, "Job")
+    for workload in (deployment, job):
+        refs = workload["spec"]["template"]["spec"]["containers"][0]["envFrom"]
+        assert {"configMapRef": {"name": config_map["metadata"]["name"]}} in refs
+        assert {"secretRef": {"name": secret["metadata"]["name"]}} in refs
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate"]
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+    assert json.loads(config_map["data"]["TRUSTED_HOSTS"])
+
+    ingress = one(docs, "Ingress")
+    host = ingress["spec"]["rules"][0]["host"]
+    assert ingress["spec"]["tls"][0]["hosts"] == [host]
+    assert ingress["spec"]["tls"][0]["secretName"]
+    assert host in json.loads(config_map["data"]["TRUSTED_HOSTS"])
+    assert one(docs, "HorizontalPodAutoscaler")["apiVersion"] == "autoscaling/v2"
+    assert one(docs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"] == (
+        deployment["spec"]["selector"]["matchLabels"]
+    )
+
+    policies = {doc["metadata"]["name"]: doc["spec"] for doc in docs if doc["kind"] == "NetworkPolicy"}
+    assert policies["default-deny-all"] == {
+        "podSelector": {},
+        "policyTypes": ["Ingress", "Egress"],
+    }
+    ingress_ports = {
+        port["port"] for spec in policies.values() for rule in spec.get("ingress", [])
+        for port in rule["ports"]
+    }
+    egress_ports = {
+        port["port"] for spec in policies.values() for rule in spec.get("egress", [])
+        for port in rule["ports"]
+    }
+    database_port = 3306 if VARIANTS[variant]["database"] == "mysql" else 5432
+    assert ingress_ports == {8000}
+    assert egress_ports == {53, database_port, 6379}
+
+
+@pytest.mark.parametrize("variant", KUBERNETES_VARIANTS)
+def test_overlay_can_pin_the_image_by_digest(rendered: dict[str, Path], variant: str) -> None:
+    overlay = rendered[variant] / "deploy" / "overlays" / "production"
+    kustomization_path = overlay / "kustomization.yaml"
+    original = kustomization_path.read_text(encoding="utf-8")
+    kustomization = yaml.safe_load(original)
+    digest = "sha256:" + "0" * 64
+    image = kustomization["images"][0]
+    del image["newTag"]
+    image["digest"] = digest
+    try:
+        kustomization_path.write_text(yaml.safe_dump(kustomization), encoding="utf-8")
+        docs = manifests(build_overlay(rendered[variant], "production"))
+    finally:
+        kustomization_path.write_text(original, encoding="utf-8")
+    images = {
+        doc["spec"]["template"]["spec"]["containers"][0]["image"]
+        for doc in docs
+        if doc["kind"] in ("Deployment", "Job")
+    }
+    assert images == {f"registry.example.com/{SLUG}@{digest}"}
+
+
+@pytest.mark.parametrize("variant", KUBERNETES_VARIANTS)
+def test_real_secrets_are_git_ignored(rendered: dict[str, Path], variant: str) -> None:
+    project = rendered[variant]
+    git = tool("git")
+    assert_clean(run(git, "init", "--quiet", cwd=project))
+    for overlay in OVERLAYS:
+        secrets = f"deploy/overlays/{overlay}/secrets.env"
+        assert (project / secrets).is_file()
+        assert run(git, "check-ignore", "--quiet", secrets, cwd=project).returncode == 0
+        example = f"{secrets}.example"
+        assert run(git, "check-ignore", "--quiet", example, cwd=project).returncode == 1
