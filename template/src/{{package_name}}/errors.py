@@ -140,9 +140,7 @@ async def _validation_error(request: Request, exc: Exception) -> ProblemResponse
         {"loc": list(error.get("loc", ())), "msg": error.get("msg", ""), "type": error.get("type")}
         for error in errors
     ]
-    return problem(
-        422, "validation_failed", "The request is not valid.", extra={"errors": safe}
-    )
+    return problem(422, "validation_failed", "The request is not valid.", extra={"errors": safe})
 
 
 async def _integrity_error(request: Request, exc: Exception) -> ProblemResponse:
@@ -171,6 +169,7 @@ def install_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(IntegrityError, _integrity_error)
     # Lost connections, refused connections and an exhausted pool are outages, not bugs.
-    for outage in (OperationalError, InterfaceError, PoolTimeoutError, ConnectionError, TimeoutError):
+    outages = (OperationalError, InterfaceError, PoolTimeoutError, ConnectionError, TimeoutError)
+    for outage in outages:
         app.add_exception_handler(outage, _database_unavailable)
     app.add_exception_handler(Exception, _unhandled)

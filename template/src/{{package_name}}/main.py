@@ -69,8 +69,12 @@ def _middleware(settings: Settings, metrics: Metrics, codec: AccessTokenCodec) -
                 allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
                 allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
                 expose_headers=[
-                    "X-Request-ID", "Retry-After", "RateLimit-Limit", "RateLimit-Remaining",
-                    "RateLimit-Reset", "RateLimit-Policy",
+                    "X-Request-ID",
+                    "Retry-After",
+                    "RateLimit-Limit",
+                    "RateLimit-Remaining",
+                    "RateLimit-Reset",
+                    "RateLimit-Policy",
                 ],
                 max_age=600,
             )
@@ -96,11 +100,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings)
         if settings.migrate_on_start:
             from .migrations import upgrade
 
             await anyio.to_thread.run_sync(upgrade, settings.database_url)
-        engine = create_engine(settings)
         limiter = RateLimiter(
             settings,
             ratelimit_storage.storage_uri(settings),

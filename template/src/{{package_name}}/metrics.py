@@ -25,11 +25,15 @@ class Metrics:
             "http_requests_in_flight", "HTTP requests being served.", registry=self.registry
         )
         self.auth_failures = Counter(
-            "auth_failures_total", "Rejected authentications by reason.", ["reason"],
+            "auth_failures_total",
+            "Rejected authentications by reason.",
+            ["reason"],
             registry=self.registry,
         )
         self.rate_limited = Counter(
-            "rate_limit_hits_total", "Requests refused by a rate-limit policy.", ["policy"],
+            "rate_limit_hits_total",
+            "Requests refused by a rate-limit policy.",
+            ["policy"],
             registry=self.registry,
         )
         self.rate_limit_storage_errors = Counter(

@@ -70,6 +70,7 @@ def configure_logging(settings: Settings) -> None:
     root.setLevel("DEBUG" if settings.debug else settings.log_level.upper())
     # uvicorn's own access log is replaced by ours (one line per request, with request id).
     logging.getLogger("uvicorn.access").disabled = True
+    logging.getLogger("alembic").setLevel(max(root.level, logging.WARNING))
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True

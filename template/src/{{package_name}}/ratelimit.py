@@ -1,4 +1,4 @@
-"""Rate limiting on the `limits` library: named policies, one storage, and a storage-outage policy."""
+"""Rate limiting on the `limits` library: named policies, one storage, a storage-outage policy."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import hashlib
 import math
 import time
 from dataclasses import dataclass
+from typing import cast
 
 import structlog
 from limits import RateLimitItem, parse
+from limits.aio.storage import Storage as AsyncStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
 
@@ -68,8 +70,8 @@ class RateLimiter:
             "login_failures_per_client", settings.rate_limit_login_failures_per_client
         )
         self.fail_closed = fail_closed
-        self._storage = storage_from_string(storage_uri)
-        self._strategy = SlidingWindowCounterRateLimiter(self._storage)  # type: ignore[arg-type]
+        self._storage = cast(AsyncStorage, storage_from_string(storage_uri))
+        self._strategy = SlidingWindowCounterRateLimiter(self._storage)
         self._metrics = metrics
 
     async def hit(self, policy: Policy, key: str) -> Decision:

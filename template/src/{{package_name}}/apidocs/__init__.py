@@ -1,4 +1,4 @@
-"""Interactive API docs served entirely from this process: no CDN, and a CSP that allows no other origin."""
+"""Interactive API docs served by this process: no CDN, and a CSP that allows no other origin."""
 
 from __future__ import annotations
 

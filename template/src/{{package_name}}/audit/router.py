@@ -34,5 +34,7 @@ async def list_audit_events(
     )
     return Page(
         items=[AuditEventOut.model_validate(event) for event in events],
-        total=total, limit=params.limit, offset=params.offset,
+        total=total,
+        limit=params.limit,
+        offset=params.offset,
     )

@@ -1,4 +1,4 @@
-"""Who is calling: bearer token → verified claims → live session, active user, current permissions."""
+"""Who is calling: bearer token → verified claims → live session, active user, permissions."""
 
 from __future__ import annotations
 

@@ -9,16 +9,16 @@ from fastapi.security import OAuth2PasswordRequestForm
 
 from ..config import Settings
 from ..database import SessionDep
-from ..paths import API_PREFIX
 from ..errors import Forbidden
 from ..mailer import Mailer
+from ..paths import API_PREFIX
 from ..ratelimit import RateLimiter
 from ..rbac.dependencies import Guard
 from ..rbac.permissions import Perm
 from ..rbac.routing import GuardedRoute
 from ..requests import RequestMetaDep
-from ..users.schemas import UserOut
 from ..users import service as users_service
+from ..users.schemas import UserOut
 from ..users.service import to_out
 from . import service
 from .dependencies import PasswordServiceDep, Principal, TokenCodecDep
@@ -67,8 +67,12 @@ async def register(
     if not settings.registration_enabled:
         raise Forbidden("Registration is closed.")
     user = await service.register(
-        session, passwords, meta,
-        email=body.email, password=body.password, full_name=body.full_name,
+        session,
+        passwords,
+        meta,
+        email=body.email,
+        password=body.password,
+        full_name=body.full_name,
     )
     return to_out(await users_service.get(session, user.id))
 
@@ -155,8 +159,12 @@ async def change_password(
 ) -> None:
     """Change the password and end every session of the account, this one included."""
     await service.change_password(
-        session, passwords, meta, principal.user,
-        current_password=body.current_password, new_password=body.new_password,
+        session,
+        passwords,
+        meta,
+        principal.user,
+        current_password=body.current_password,
+        new_password=body.new_password,
     )
 
 

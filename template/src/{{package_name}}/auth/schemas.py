@@ -75,5 +75,5 @@ class PasswordResetRequest(InputModel):
 class TokenPair(OutputModel):
     access_token: str
     refresh_token: str
-    token_type: Literal["bearer"] = "bearer"
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth2 token type
     expires_in: int

@@ -14,7 +14,7 @@ from ..audit import service as audit
 from ..config import Settings
 from ..database import utcnow
 from ..errors import Conflict, TooManyRequests, Unauthorized
-from ..mailer import Mailer, Message
+from ..mailer import Message
 from ..ratelimit import RateLimiter, account_key
 from ..rbac import service as rbac_service
 from ..rbac.permissions import USER_ROLE
@@ -256,7 +256,11 @@ async def change_password(
 ) -> None:
     if not await passwords.verify(user.password_hash, current_password):
         audit.record(
-            session, meta, "auth.password_change", outcome="failure", actor_id=user.id,
+            session,
+            meta,
+            "auth.password_change",
+            outcome="failure",
+            actor_id=user.id,
             subject=str(user.id),
         )
         await session.commit()

@@ -74,7 +74,9 @@ class AccessTokenCodec:
             "exp": now + self._ttl,
         }
         return jwt.encode(
-            claims, self._keys[self._signing_kid], algorithm=ALGORITHM,
+            claims,
+            self._keys[self._signing_kid],
+            algorithm=ALGORITHM,
             headers={"kid": self._signing_kid},
         )
 

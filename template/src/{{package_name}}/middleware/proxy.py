@@ -38,7 +38,8 @@ class ClientIPMiddleware:
             if client and self._trusted(client[0]):
                 headers = dict(scope["headers"])
                 forwarded = headers.get(b"x-forwarded-for", b"").decode("latin-1")
-                for hop in reversed([part.strip() for part in forwarded.split(",") if part.strip()]):
+                hops = [part.strip() for part in forwarded.split(",") if part.strip()]
+                for hop in reversed(hops):
                     if _parse_ip(hop) is None:
                         break  # garbage: keep the last good address rather than trust it
                     scope["client"] = (hop, 0)

@@ -43,7 +43,8 @@ class RateLimitMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
-        if scope["type"] != "http" or not path.startswith(self.prefix) or scope["method"] == "OPTIONS":
+        exempt = not path.startswith(self.prefix) or scope.get("method") == "OPTIONS"
+        if scope["type"] != "http" or exempt:
             await self.app(scope, receive, send)
             return
         limiter: RateLimiter = scope["app"].state.rate_limiter

@@ -1,4 +1,4 @@
-"""Security headers on every response; `no-store` on API responses unless the route chose caching."""
+"""Security headers on every response; `no-store` unless the route chose its own caching."""
 
 from __future__ import annotations
 

@@ -35,10 +35,8 @@ class TrustedHostMiddleware:
             if name == b"host":
                 host = value.decode("latin-1").lower()
                 break
-        if host.startswith("["):  # [IPv6]:port
-            host = host.partition("]")[0] + "]"
-        else:
-            host = host.partition(":")[0]
+        # Strip the port: "[::1]:8000" → "[::1]", "example.com:443" → "example.com".
+        host = host.partition("]")[0] + "]" if host.startswith("[") else host.partition(":")[0]
         if host and self._allowed(host):
             await self.app(scope, receive, send)
             return

@@ -44,8 +44,13 @@ async def create_role(
 ) -> RoleOut:
     """Create a role. You can only grant permissions you hold yourself."""
     role = await service.create_role(
-        session, meta, principal.user_id, principal.permissions,
-        name=body.name, description=body.description, permissions=body.permissions,
+        session,
+        meta,
+        principal.user_id,
+        principal.permissions,
+        name=body.name,
+        description=body.description,
+        permissions=body.permissions,
     )
     return RoleOut.model_validate(role)
 
@@ -67,8 +72,13 @@ async def update_role(
 ) -> RoleOut:
     """Change a role; every holder gets the new permissions on their next request."""
     role = await service.update_role(
-        session, meta, principal.user_id, principal.permissions, role_name,
-        description=body.description, permissions=body.permissions,
+        session,
+        meta,
+        principal.user_id,
+        principal.permissions,
+        role_name,
+        description=body.description,
+        permissions=body.permissions,
     )
     return RoleOut.model_validate(role)
 

@@ -35,7 +35,9 @@ class RoleOut(OutputModel):
 class RoleCreate(InputModel):
     name: RoleName
     description: Description = ""
-    permissions: Annotated[list[PermissionName], Field(max_length=200)] = []
+    permissions: Annotated[list[PermissionName], Field(max_length=200)] = Field(
+        default_factory=list
+    )
 
 
 class RoleUpdate(InputModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
@@ -94,7 +95,11 @@ async def create_role(
         await session.rollback()
         raise Conflict("A role with this name already exists.") from None
     audit.record(
-        session, meta, "rbac.role_created", actor_id=actor_id, subject=name,
+        session,
+        meta,
+        "rbac.role_created",
+        actor_id=actor_id,
+        subject=name,
         permissions=sorted(permissions),
     )
     await session.commit()
@@ -114,7 +119,7 @@ async def update_role(
     role = await get_role(session, name)
     if role.name == ADMIN_ROLE:
         raise BuiltinRole()
-    changes: dict[str, object] = {}
+    changes: dict[str, Any] = {}
     if description is not None:
         role.description = description
         changes["description"] = description
@@ -181,7 +186,11 @@ async def assign_role(
         return
     if granted:
         audit.record(
-            session, meta, "rbac.role_assigned", actor_id=actor_id, subject=str(user_id),
+            session,
+            meta,
+            "rbac.role_assigned",
+            actor_id=actor_id,
+            subject=str(user_id),
             role=role_name,
         )
         await session.commit()
@@ -204,7 +213,11 @@ async def revoke_role(
     )
     if result.rowcount:  # type: ignore[attr-defined]
         audit.record(
-            session, meta, "rbac.role_revoked", actor_id=actor_id, subject=str(user_id),
+            session,
+            meta,
+            "rbac.role_revoked",
+            actor_id=actor_id,
+            subject=str(user_id),
             role=role_name,
         )
     await session.commit()

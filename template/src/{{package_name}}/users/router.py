@@ -77,7 +77,9 @@ async def list_users(
     )
     return Page(
         items=[service.to_out(user) for user in users],
-        total=total, limit=params.limit, offset=params.offset,
+        total=total,
+        limit=params.limit,
+        offset=params.offset,
     )
 
 
@@ -98,8 +100,12 @@ async def update_user(
 ) -> UserOut:
     """Edit a user; `{"is_active": false}` disables them and ends their sessions at once."""
     user = await service.admin_update(
-        session, meta, principal.user_id, user_id,
-        full_name=body.full_name, is_active=body.is_active,
+        session,
+        meta,
+        principal.user_id,
+        user_id,
+        full_name=body.full_name,
+        is_active=body.is_active,
     )
     return service.to_out(user)
 

@@ -34,7 +34,10 @@ PERMISSIONS = {
 }
 ROLES = {
     "admin": ("Full administrative access", list(PERMISSIONS)),
-    "user": ("Self-service access to one's own account", [p for p in PERMISSIONS if p.startswith("account:")]),
+    "user": (
+        "Self-service access to one's own account",
+        [name for name in PERMISSIONS if name.startswith("account:")],
+    ),
 }
 # Fixed ids keep every database's seed identical and make the downgrade exact.
 ROLE_IDS = {name: uuid.uuid5(uuid.NAMESPACE_URL, f"rampart:role:{name}") for name in ROLES}
@@ -87,7 +90,9 @@ def upgrade() -> None:
         sa.Column("request_id", sa.String(length=128), nullable=True),
         sa.Column("details", sa.JSON(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["actor_id"], ["users.id"], name=op.f("fk_audit_events_actor_id_users"),
+            ["actor_id"],
+            ["users.id"],
+            name=op.f("fk_audit_events_actor_id_users"),
             ondelete="SET NULL",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_events")),
@@ -103,7 +108,9 @@ def upgrade() -> None:
         sa.Column("revoked_at", _timestamp(), nullable=True),
         sa.Column("revoked_reason", sa.String(length=32), nullable=True),
         sa.ForeignKeyConstraint(
-            ["user_id"], ["users.id"], name=op.f("fk_auth_sessions_user_id_users"),
+            ["user_id"],
+            ["users.id"],
+            name=op.f("fk_auth_sessions_user_id_users"),
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_auth_sessions")),
@@ -118,25 +125,29 @@ def upgrade() -> None:
         sa.Column("expires_at", _timestamp(), nullable=False),
         sa.Column("used_at", _timestamp(), nullable=True),
         sa.ForeignKeyConstraint(
-            ["user_id"], ["users.id"], name=op.f("fk_password_reset_tokens_user_id_users"),
+            ["user_id"],
+            ["users.id"],
+            name=op.f("fk_password_reset_tokens_user_id_users"),
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_password_reset_tokens")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_password_reset_tokens_token_hash")),
     )
-    op.create_index(
-        op.f("ix_password_reset_tokens_user_id"), "password_reset_tokens", ["user_id"]
-    )
+    op.create_index(op.f("ix_password_reset_tokens_user_id"), "password_reset_tokens", ["user_id"])
     role_permissions = op.create_table(
         "role_permissions",
         sa.Column("role_id", sa.Uuid(), nullable=False),
         sa.Column("permission_id", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["permission_id"], ["permissions.id"],
-            name=op.f("fk_role_permissions_permission_id_permissions"), ondelete="CASCADE",
+            ["permission_id"],
+            ["permissions.id"],
+            name=op.f("fk_role_permissions_permission_id_permissions"),
+            ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
-            ["role_id"], ["roles.id"], name=op.f("fk_role_permissions_role_id_roles"),
+            ["role_id"],
+            ["roles.id"],
+            name=op.f("fk_role_permissions_role_id_roles"),
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("role_id", "permission_id", name=op.f("pk_role_permissions")),
@@ -146,11 +157,15 @@ def upgrade() -> None:
         sa.Column("user_id", sa.Uuid(), nullable=False),
         sa.Column("role_id", sa.Uuid(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["role_id"], ["roles.id"], name=op.f("fk_user_roles_role_id_roles"),
+            ["role_id"],
+            ["roles.id"],
+            name=op.f("fk_user_roles_role_id_roles"),
             ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
-            ["user_id"], ["users.id"], name=op.f("fk_user_roles_user_id_users"),
+            ["user_id"],
+            ["users.id"],
+            name=op.f("fk_user_roles_user_id_users"),
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("user_id", "role_id", name=op.f("pk_user_roles")),
@@ -165,8 +180,10 @@ def upgrade() -> None:
         sa.Column("expires_at", _timestamp(), nullable=False),
         sa.Column("used_at", _timestamp(), nullable=True),
         sa.ForeignKeyConstraint(
-            ["session_id"], ["auth_sessions.id"],
-            name=op.f("fk_refresh_tokens_session_id_auth_sessions"), ondelete="CASCADE",
+            ["session_id"],
+            ["auth_sessions.id"],
+            name=op.f("fk_refresh_tokens_session_id_auth_sessions"),
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_refresh_tokens")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_refresh_tokens_token_hash")),
@@ -201,7 +218,14 @@ def _seed(permissions: sa.Table, roles: sa.Table, role_permissions: sa.Table) ->
 
 def downgrade() -> None:
     for table in (
-        "refresh_tokens", "user_roles", "role_permissions", "password_reset_tokens",
-        "auth_sessions", "audit_events", "users", "roles", "permissions",
+        "refresh_tokens",
+        "user_roles",
+        "role_permissions",
+        "password_reset_tokens",
+        "auth_sessions",
+        "audit_events",
+        "users",
+        "roles",
+        "permissions",
     ):
         op.drop_table(table)
