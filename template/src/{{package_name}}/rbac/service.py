@@ -82,12 +82,9 @@ async def create_role(
     description: str,
     permissions: list[str],
 ) -> Role:
+    resolved = await _resolve_permissions(session, permissions)
     _refuse_escalation(permissions, held)
-    role = Role(
-        name=name,
-        description=description,
-        permissions=await _resolve_permissions(session, permissions),
-    )
+    role = Role(name=name, description=description, permissions=resolved)
     session.add(role)
     try:
         await session.flush()
@@ -125,8 +122,9 @@ async def update_role(
         changes["description"] = description
     if permissions is not None:
         # Changing a role is granting its new permissions to everyone who holds it.
+        resolved = await _resolve_permissions(session, permissions)
         _refuse_escalation(permissions, held)
-        role.permissions = await _resolve_permissions(session, permissions)
+        role.permissions = resolved
         changes["permissions"] = sorted(permissions)
     audit.record(session, meta, "rbac.role_updated", actor_id=actor_id, subject=name, **changes)
     await session.commit()
