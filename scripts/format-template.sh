@@ -16,7 +16,12 @@ find . -name '*.py' -not -path './.venv/*' | while read -r f; do
   rendered="$out/p/${f//\{\{package_name\}\}/$pkg}"
   [ -f "$rendered" ] && ! cmp -s "$f" "$rendered" && cp "$rendered" "$f" && echo "formatted $f"
 done
+# A .py.jinja file whose only Jinja is `{{ package_name }}` is written back with the name restored.
 find . -name '*.py.jinja' | while read -r f; do
   rendered="$out/p/${f//\{\{package_name\}\}/$pkg}"; rendered="${rendered%.jinja}"
-  (cd "$out/p" && uvx ruff format --quiet --check "$rendered" >/dev/null 2>&1) || echo "needs hand formatting: $f"
+  if grep -q '{%' "$f" || grep -o '{{[^}]*}}' "$f" | grep -qv '{{ package_name }}'; then
+    echo "templated beyond the package name, check by hand: $f"
+  elif ! cmp -s "$f" <(sed "s/\b$pkg\b/{{ package_name }}/g" "$rendered"); then
+    sed "s/\b$pkg\b/{{ package_name }}/g" "$rendered" > "$f" && echo "formatted $f"
+  fi
 done

@@ -66,10 +66,14 @@ async def test_failed_logins_lock_the_account_not_the_password_check(
         # The same throttle applies to accounts that do not exist.
         for _ in range(3):
             await harness.client.post(LOGIN, json={"email": "ghost@example.com", "password": "x1"})
-        ghost = await harness.client.post(LOGIN, json={"email": "ghost@example.com", "password": "x1"})
+        ghost = await harness.client.post(
+            LOGIN, json={"email": "ghost@example.com", "password": "x1"}
+        )
         assert ghost.status_code == 429
         other = await harness.register()
-        assert (await harness.client.post(LOGIN, json={"email": other.email, "password": PASSWORD})).status_code == 200
+        assert (
+            await harness.client.post(LOGIN, json={"email": other.email, "password": PASSWORD})
+        ).status_code == 200
 
 
 async def test_failed_logins_are_throttled_per_client(
@@ -80,7 +84,9 @@ async def test_failed_logins_are_throttled_per_client(
         for index in range(4):
             body = {"email": f"spray{index}@example.com", "password": "spray-pass"}
             assert (await harness.client.post(LOGIN, json=body)).status_code == 401
-        sprayed = await harness.client.post(LOGIN, json={"email": "new@example.com", "password": "x"})
+        sprayed = await harness.client.post(
+            LOGIN, json={"email": "new@example.com", "password": "x"}
+        )
         assert sprayed.status_code == 429
 
 
@@ -101,5 +107,41 @@ async def test_rate_limit_hits_are_counted_in_metrics(
         body = {"email": "nobody@example.com", "password": "whatever-it-is"}
         for _ in range(2):
             await harness.client.post(LOGIN, json=body)
-        metrics = await harness.client.get("/metrics", headers={"Authorization": "Bearer " + "m" * 32})
+        metrics = await harness.client.get(
+            "/metrics", headers={"Authorization": "Bearer " + "m" * 32}
+        )
         assert 'rate_limit_hits_total{policy="auth"} 1.0' in metrics.text
+
+
+class _BrokenStrategy:
+    async def hit(self, *args: Any) -> bool:
+        raise ConnectionError("storage down")
+
+    test = get_window_stats = hit
+
+
+async def test_storage_failure_fails_open_and_is_counted(
+    start_app: Callable[..., Any], make_settings: Callable[..., Any]
+) -> None:
+    async with start_app(make_settings(metrics_token="m" * 32)) as harness:
+        harness.app.state.rate_limiter._strategy = _BrokenStrategy()
+        user = await harness.register()
+        await user.login()
+        assert (await user.get("/api/v1/users/me")).status_code == 200
+        metrics = await harness.client.get(
+            "/metrics", headers={"Authorization": "Bearer " + "m" * 32}
+        )
+        assert "rate_limit_storage_errors_total 0.0" not in metrics.text
+
+
+async def test_storage_failure_fails_closed_when_configured(harness: Harness) -> None:
+    limiter = harness.app.state.rate_limiter
+    limiter._strategy = _BrokenStrategy()
+    limiter.fail_closed = True
+    response = await harness.client.get("/api/v1/users/me")
+    assert response.status_code == 503
+    assert response.json()["code"] == "service_unavailable"
+    login = await harness.client.post(
+        "/api/v1/auth/register", json={"email": "x@example.com", "password": PASSWORD}
+    )
+    assert login.status_code == 503

@@ -38,7 +38,9 @@ async def test_users_cannot_reach_each_other(harness: Harness) -> None:
     alice = await harness.user()
     bob = await harness.user()
     assert (await alice.get(f"/api/v1/users/{bob.id}")).status_code == 403
-    assert (await alice.request("PATCH", f"/api/v1/users/{bob.id}", json={"full_name": "x"})).status_code == 403
+    assert (
+        await alice.request("PATCH", f"/api/v1/users/{bob.id}", json={"full_name": "x"})
+    ).status_code == 403
     assert (await alice.get(ME)).json()["id"] == alice.id
     admin = await harness.user("admin")
     assert (await admin.get(f"/api/v1/users/{uuid.uuid4()}")).status_code == 404
@@ -54,7 +56,10 @@ async def test_export_contains_everything_about_me_and_nothing_else(harness: Har
     assert export["user"]["email"] == user.email
     assert "account:export" in export["permissions"]
     assert len(export["sessions"]) == 1
-    assert {event["action"] for event in export["audit_events"]} >= {"user.registered", "auth.login"}
+    assert {event["action"] for event in export["audit_events"]} >= {
+        "user.registered",
+        "auth.login",
+    }
     assert other.email not in response.text
     assert "password" not in response.text
 

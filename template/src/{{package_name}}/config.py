@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
+import json
 import secrets
+from enum import StrEnum
 from typing import Annotated, Any, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from . import dialect
+from ._project import PROJECT_SLUG
 
 PLACEHOLDER_SECRETS = frozenset({"", "secret", "dev", "development", "password", "test"})
 PLACEHOLDER_PREFIXES = ("change", "replace", "example", "your-", "dev-")
@@ -27,8 +29,6 @@ def _split_list(value: object) -> object:
     if isinstance(value, str):
         text = value.strip()
         if text.startswith("["):
-            import json
-
             return json.loads(text)
         return [item.strip() for item in text.split(",") if item.strip()]
     return value
@@ -57,8 +57,8 @@ class Settings(BaseSettings):
 
     secret_key: SecretStr = SecretStr("")
     previous_secret_keys: Annotated[list[SecretStr], NoDecode] = []
-    jwt_issuer: str = {{ project_slug | tojson }}
-    jwt_audience: str = {{ (project_slug ~ "-api") | tojson }}
+    jwt_issuer: str = PROJECT_SLUG
+    jwt_audience: str = f"{PROJECT_SLUG}-api"
     access_token_ttl_seconds: int = Field(default=600, ge=300, le=900)
     refresh_token_ttl_days: int = Field(default=14, ge=1, le=90)
     password_reset_ttl_minutes: int = Field(default=30, ge=5, le=1440)
@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = None
 
     public_base_url: str = "http://localhost:8000"
-    mail_from: str = {{ ("no-reply@" ~ project_slug ~ ".local") | tojson }}
+    mail_from: str = f"no-reply@{PROJECT_SLUG}.local"
     smtp_host: str | None = None
     smtp_port: int = 587
     smtp_username: str | None = None
