@@ -62,7 +62,14 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
-    options: dict[str, Any] = {"pool_pre_ping": True, **dialect.engine_options(settings)}
+    options: dict[str, Any] = {
+        "pool_pre_ping": True,
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_max_overflow,
+        "pool_timeout": settings.db_pool_timeout_seconds,
+        "pool_recycle": settings.db_pool_recycle_seconds,
+        **dialect.engine_options(settings),
+    }
     engine = create_async_engine(settings.database_url, **options)
     dialect.prepare_engine(engine)
     return engine
