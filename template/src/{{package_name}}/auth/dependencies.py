@@ -10,8 +10,11 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy import select
 
+from ..config import Settings
 from ..database import SessionDep
 from ..errors import Unauthorized
+from ..mailer import Mailer
+from ..ratelimit import RateLimiter
 from ..rbac.models import Permission, role_permissions, user_roles
 from ..users.models import User
 from .models import AuthSession
@@ -42,8 +45,26 @@ def get_password_service(request: Request) -> PasswordService:
     return passwords
 
 
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_rate_limiter(request: Request) -> RateLimiter:
+    limiter: RateLimiter = request.app.state.rate_limiter
+    return limiter
+
+
+def get_mailer(request: Request) -> Mailer:
+    mailer: Mailer = request.app.state.mailer
+    return mailer
+
+
 TokenCodecDep = Annotated[AccessTokenCodec, Depends(get_token_codec)]
 PasswordServiceDep = Annotated[PasswordService, Depends(get_password_service)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
+MailerDep = Annotated[Mailer, Depends(get_mailer)]
 
 
 async def get_principal(

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Request, status
+from fastapi import APIRouter, BackgroundTasks, Depends, status
 from fastapi.security import OAuth2PasswordRequestForm
 
-from ..config import Settings
 from ..database import SessionDep
 from ..errors import Forbidden
-from ..mailer import Mailer
 from ..paths import API_PREFIX
-from ..ratelimit import RateLimiter
 from ..rbac.dependencies import Guard
 from ..rbac.permissions import Perm
 from ..rbac.routing import GuardedRoute
@@ -21,7 +18,14 @@ from ..users import service as users_service
 from ..users.schemas import UserOut
 from ..users.service import to_out
 from . import service
-from .dependencies import PasswordServiceDep, Principal, TokenCodecDep
+from .dependencies import (
+    MailerDep,
+    PasswordServiceDep,
+    Principal,
+    RateLimiterDep,
+    SettingsDep,
+    TokenCodecDep,
+)
 from .schemas import (
     LoginRequest,
     PasswordChangeRequest,
@@ -35,24 +39,6 @@ from .schemas import (
 router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["auth"], route_class=GuardedRoute)
 
 
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-def _limiter(request: Request) -> RateLimiter:
-    limiter: RateLimiter = request.app.state.rate_limiter
-    return limiter
-
-
-def _mailer(request: Request) -> Mailer:
-    mailer: Mailer = request.app.state.mailer
-    return mailer
-
-
-SettingsDep = Annotated[Settings, Depends(_settings)]
-LimiterDep = Annotated[RateLimiter, Depends(_limiter)]
-MailerDep = Annotated[Mailer, Depends(_mailer)]
 AccountUpdate = Guard(Perm.ACCOUNT_UPDATE)
 
 
@@ -82,7 +68,7 @@ async def _login(
     password: str,
     session: SessionDep,
     passwords: PasswordServiceDep,
-    limiter: LimiterDep,
+    limiter: RateLimiterDep,
     settings: SettingsDep,
     codec: TokenCodecDep,
     meta: RequestMetaDep,
@@ -98,7 +84,7 @@ async def token(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     session: SessionDep,
     passwords: PasswordServiceDep,
-    limiter: LimiterDep,
+    limiter: RateLimiterDep,
     settings: SettingsDep,
     codec: TokenCodecDep,
     meta: RequestMetaDep,
@@ -114,7 +100,7 @@ async def login(
     body: LoginRequest,
     session: SessionDep,
     passwords: PasswordServiceDep,
-    limiter: LimiterDep,
+    limiter: RateLimiterDep,
     settings: SettingsDep,
     codec: TokenCodecDep,
     meta: RequestMetaDep,
