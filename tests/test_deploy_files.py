@@ -130,6 +130,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                 defaults=True,
                 unsafe=False,
                 quiet=True,
+                vcs_ref="HEAD",  # the tree under test, not the newest release tag
             )
             projects[name] = destination
     # The documented first step of a Kubernetes deployment: secrets.env from its example.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import signal
 import sys
 from typing import TYPE_CHECKING, Annotated
 
@@ -91,4 +92,7 @@ def serve(
         log_config=None,
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
     )
+    # uvicorn drains requests on SIGTERM, then re-raises the signal so the default handler
+    # kills the process (exit -15). The shutdown was clean, so say so: exit 0.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     uvicorn.Server(config).run()

@@ -1,0 +1,340 @@
+"""Slow tier: each supported variant installs, type-checks, migrates, passes its own suite, and
+serves a real HTTP flow in production mode until SIGTERM ends it cleanly.
+
+Servers bind 127.0.0.1 only. Each test gets fresh, uniquely named databases.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import signal
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from conftest import (
+    ProjectCache,
+    assert_ok,
+    describe,
+    free_port,
+    fresh_database,
+    project_env,
+    run,
+    variant_answers,
+)
+
+pytestmark = pytest.mark.slow
+
+PASSWORD = "Vq8#mT2!pLx9zR"  # noqa: S105 - a throwaway account of a test server
+ADMIN_PASSWORD = "Hw4$kN7@qRz2Lp"  # noqa: S105 - likewise
+ADMIN_EMAIL = "admin@example.com"
+USER_EMAIL = "user@example.com"
+READY_TIMEOUT = 30.0
+SHUTDOWN_TIMEOUT = 20.0
+SUITE_TIMEOUT = 900
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    base_url: str
+    log: Path
+    env: Mapping[str, str]
+
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")[-6000:]
+
+
+# ------------------------------------------------------------------------------ helpers
+def service_env(answers: Mapping[str, Any], database_url: str, **overrides: str) -> dict[str, str]:
+    """Production settings the way a deployment sets them."""
+    settings = {
+        "ENVIRONMENT": "production",
+        "SECRET_KEY": secrets.token_urlsafe(36),  # 48 characters
+        "TRUSTED_HOSTS": "127.0.0.1,localhost",
+        "DATABASE_URL": database_url,
+        "METRICS_TOKEN": secrets.token_urlsafe(32),
+    }
+    if answers["rate_limit_backend"] == "redis":
+        settings["REDIS_URL"] = REDIS_URL
+    return project_env(**{**settings, **overrides})
+
+
+def cli(answers: Mapping[str, Any], *args: str) -> list[str]:
+    return ["uv", "run", answers["project_slug"], *args]
+
+
+def start_server(project: Path, answers: Mapping[str, Any], env: Mapping[str, str]) -> Server:
+    port = free_port()
+    log = project.parent / f"{project.name}-serve-{port}.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            cli(answers, "serve", "--host", "127.0.0.1", "--port", str(port)),
+            cwd=project,
+            env=dict(env),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so cleanup reaches every child
+        )
+    return Server(process, f"http://127.0.0.1:{port}", log, env)
+
+
+def wait_until_ready(server: Server) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            pytest.fail(f"server exited with {server.process.returncode}:\n{server.output()}")
+        try:
+            response = httpx.get(f"{server.base_url}/health/ready", timeout=2)
+        except httpx.TransportError as error:
+            last = repr(error)
+        else:
+            if response.status_code == 200:
+                return
+            last = f"{response.status_code} {response.text}"
+        time.sleep(0.2)  # polling interval, not a wait for timing
+    pytest.fail(f"/health/ready not 200 within {READY_TIMEOUT} s ({last}):\n{server.output()}")
+
+
+def stop(server: Server) -> None:
+    """Last-resort cleanup: kill whatever is left of the server's process group."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.process.pid, signal.SIGKILL)
+    server.process.wait(timeout=10)
+
+
+def problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    """Assert an RFC 9457 problem with a stable code, and return its body."""
+    assert response.status_code == status, (
+        f"expected {status}: {response.status_code} {response.text}"
+    )
+    assert response.headers["content-type"].startswith("application/problem+json"), response.headers
+    body: dict[str, Any] = response.json()
+    assert body.get("code"), body
+    return body
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def token_pair(response: httpx.Response) -> dict[str, Any]:
+    assert response.status_code == 200, f"{response.status_code} {response.text}"
+    pair: dict[str, Any] = response.json()
+    assert {"access_token", "refresh_token", "token_type", "expires_in"} <= pair.keys(), pair
+    assert pair["token_type"].lower() == "bearer"
+    return pair
+
+
+# ---------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def installed(project_cache: ProjectCache, supported_variant: str) -> Path:
+    return project_cache.installed(supported_variant)
+
+
+@pytest.fixture(scope="module")
+def answers(supported_variant: str) -> dict[str, Any]:
+    return variant_answers(supported_variant)
+
+
+@pytest.fixture
+def migrated_database(installed: Path, answers: dict[str, Any], tmp_path: Path) -> Iterator[str]:
+    """A fresh database of the variant's engine with every migration applied by the CLI."""
+    with fresh_database(answers["database"], tmp_path / "db") as url:
+        env = service_env(answers, url)
+        assert_ok(run(cli(answers, "migrate"), cwd=installed, env=env))
+        yield url
+
+
+@pytest.fixture(scope="module")
+def served(
+    installed: Path, answers: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """A production-mode server on a freshly migrated database that has one admin."""
+    with fresh_database(answers["database"], tmp_path_factory.mktemp("served-db")) as url:
+        env = service_env(answers, url)
+        assert_ok(run(cli(answers, "migrate"), cwd=installed, env=env))
+        created = run(
+            cli(answers, "create-admin", "--email", ADMIN_EMAIL, "--password-stdin"),
+            cwd=installed,
+            env=env,
+            input=ADMIN_PASSWORD + "\n",
+        )
+        assert_ok(created)
+        server = start_server(installed, answers, env)
+        try:
+            wait_until_ready(server)
+            yield server
+        finally:
+            stop(server)
+
+
+# -------------------------------------------------------------------------------- tests
+def test_mypy_is_clean(installed: Path) -> None:
+    assert_ok(run(["uv", "run", "mypy"], cwd=installed, env=project_env(), timeout=600))
+
+
+def test_migrate_is_idempotent(
+    installed: Path, answers: dict[str, Any], migrated_database: str
+) -> None:
+    again = run(
+        cli(answers, "migrate"),
+        cwd=installed,
+        env=service_env(answers, migrated_database),
+    )
+    assert_ok(again)
+
+
+def test_generated_suite_passes_against_a_freshly_migrated_database(
+    installed: Path, answers: dict[str, Any], migrated_database: str
+) -> None:
+    env = project_env(TEST_DATABASE_URL=migrated_database)
+    if answers["rate_limit_backend"] == "redis":
+        env["TEST_REDIS_URL"] = REDIS_URL
+    result = run(
+        ["uv", "run", "pytest", "--cov", "-q", "-x", "-p", "no:cacheprovider"],
+        cwd=installed,
+        env=env,
+        timeout=SUITE_TIMEOUT,
+    )
+    assert result.returncode == 0, describe(result, tail=120)
+    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+    passed = re.search(r"\b(\d+) passed\b", summary)
+    assert passed, f"no passed tests reported: {summary!r}\n{describe(result)}"
+    assert int(passed.group(1)) > 0
+    assert "no tests ran" not in result.stdout
+
+
+def test_http_flow_in_production(served: Server) -> None:
+    with httpx.Client(base_url=served.base_url, timeout=10) as client:
+        # Health
+        assert client.get("/health/live").status_code == 200
+        ready = client.get("/health/ready")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["status"] == "ok"
+
+        # Register, then log in with JSON and with the OAuth2 form
+        credentials = {"email": USER_EMAIL, "password": PASSWORD}
+        registered = client.post("/api/v1/auth/register", json=credentials)
+        assert registered.status_code == 201, registered.text
+        login = token_pair(client.post("/api/v1/auth/login", json=credentials))
+        form = token_pair(
+            client.post("/api/v1/auth/token", data={"username": USER_EMAIL, "password": PASSWORD})
+        )
+        assert form["access_token"] != login["access_token"]
+
+        # Guarded routes: anonymous 401, the user 200 on self, 403 on the admin list
+        problem(client.get("/api/v1/users/me"), 401)
+        me = client.get("/api/v1/users/me", headers=bearer(login["access_token"]))
+        assert me.status_code == 200, me.text
+        assert me.json()["email"] == USER_EMAIL
+        assert (
+            client.get("/api/v1/users/me", headers=bearer(form["access_token"])).status_code == 200
+        )
+        problem(client.get("/api/v1/users", headers=bearer(login["access_token"])), 403)
+
+        # The admin made by `create-admin` may list users
+        admin = token_pair(
+            client.post(
+                "/api/v1/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+            )
+        )
+        listed = client.get("/api/v1/users", headers=bearer(admin["access_token"]))
+        assert listed.status_code == 200, listed.text
+        assert USER_EMAIL in listed.text
+        assert ADMIN_EMAIL in listed.text
+
+        # Refresh rotates the pair; reusing the old refresh token revokes the whole family
+        rotated = token_pair(
+            client.post("/api/v1/auth/refresh", json={"refresh_token": login["refresh_token"]})
+        )
+        assert rotated["refresh_token"] != login["refresh_token"]
+        assert rotated["access_token"] != login["access_token"]
+        reused = client.post("/api/v1/auth/refresh", json={"refresh_token": login["refresh_token"]})
+        problem(reused, 401)
+        newest = client.post(
+            "/api/v1/auth/refresh", json={"refresh_token": rotated["refresh_token"]}
+        )
+        problem(newest, 401)
+
+        # Another session of the same user (the form login) is a different family
+        token_pair(
+            client.post("/api/v1/auth/refresh", json={"refresh_token": form["refresh_token"]})
+        )
+
+
+def test_docs_are_off_in_production(served: Server) -> None:
+    with httpx.Client(base_url=served.base_url, timeout=10) as client:
+        for path in ("/docs", "/redoc", "/openapi.json"):
+            assert client.get(path).status_code == 404, path
+
+
+def test_metrics_need_the_metrics_token(served: Server) -> None:
+    with httpx.Client(base_url=served.base_url, timeout=10) as client:
+        assert client.get("/metrics").status_code in {401, 403, 404}
+        wrong = client.get("/metrics", headers=bearer("not-the-token"))
+        assert wrong.status_code in {401, 403, 404}
+        scraped = client.get("/metrics", headers=bearer(served.env["METRICS_TOKEN"]))
+        assert scraped.status_code == 200, scraped.text
+        assert "# TYPE " in scraped.text
+
+
+def test_untrusted_host_is_refused(served: Server) -> None:
+    # Health probes are exempt by design (kubelets send the pod IP); the API is not.
+    url = f"{served.base_url}/api/v1/users/me"
+    problem(httpx.get(url, headers={"Host": "evil.example"}), 400)
+    problem(httpx.get(url, headers={"Host": "localhost"}), 401)
+
+
+def test_sigterm_stops_the_server_with_exit_code_zero(
+    installed: Path, answers: dict[str, Any], migrated_database: str
+) -> None:
+    server = start_server(installed, answers, service_env(answers, migrated_database))
+    try:
+        wait_until_ready(server)
+        server.process.send_signal(signal.SIGTERM)
+        try:
+            code = server.process.wait(timeout=SHUTDOWN_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"still running {SHUTDOWN_TIMEOUT} s after SIGTERM:\n{server.output()}")
+        assert code == 0, f"exit code {code} after SIGTERM:\n{server.output()}"
+    finally:
+        stop(server)
+
+
+@pytest.mark.parametrize(
+    ("secret_key", "reason"),
+    [
+        ("x" * 16, "too short"),
+        ("change-me-change-me-change-me-change-me", "placeholder"),
+    ],
+    ids=["short", "placeholder"],
+)
+def test_production_refuses_to_start_with_a_weak_secret_key(
+    installed: Path,
+    answers: dict[str, Any],
+    migrated_database: str,
+    secret_key: str,
+    reason: str,
+) -> None:
+    env = service_env(answers, migrated_database, SECRET_KEY=secret_key)
+    server = start_server(installed, answers, env)
+    try:
+        code = server.process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"started with a {reason} SECRET_KEY:\n{server.output()}")
+    finally:
+        stop(server)
+    assert code != 0
+    assert "SECRET_KEY" in server.output(), server.output()
