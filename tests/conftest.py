@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 # in test_render.py, each with the reason copier gives for refusing it.
 SUPPORTED_VARIANTS: dict[str, dict[str, Any]] = {
     "compose-sqlite-memory": {},
+    "compose-sqlite-redis": {"rate_limit_backend": "redis"},
 }
 
 # What `copier copy --defaults` answers; a variant's answers are these plus its overrides.

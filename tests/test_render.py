@@ -41,7 +41,6 @@ UNLOCK: dict[str, Any] = {"unavailable_values": []}
 REFUSED: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     "postgresql-not-yet": ({"database": "postgresql"}, ("database=postgresql", "choose sqlite")),
     "mysql-not-yet": ({"database": "mysql"}, ("database=mysql", "choose sqlite")),
-    "redis-not-yet": ({"rate_limit_backend": "redis"}, ("rate_limit_backend=redis", "memory")),
     "kubernetes-not-yet": (
         {"deploy_target": "kubernetes"},
         ("deploy_target=kubernetes", "compose"),

@@ -38,8 +38,11 @@ class Decision:
     policy: Policy
     remaining: int
     reset_after: int
+    counted: bool = True  # False when limiting is off or its storage failed open
 
     def headers(self) -> list[tuple[bytes, bytes]]:
+        if not self.counted:
+            return []
         pairs = [
             (b"ratelimit-limit", str(self.policy.item.amount).encode()),
             (b"ratelimit-remaining", str(self.remaining).encode()),
@@ -60,7 +63,12 @@ class RateLimiter:
     (fail-open, counted and logged) unless `fail_closed`, which answers 503 instead."""
 
     def __init__(
-        self, settings: Settings, storage_uri: str, *, fail_closed: bool, metrics: Metrics
+        self,
+        settings: Settings,
+        storage: tuple[str, dict[str, float | str | bool]],
+        *,
+        fail_closed: bool,
+        metrics: Metrics,
     ) -> None:
         self.enabled = settings.rate_limit_enabled
         self.default = _policy("default", settings.rate_limit_default)
@@ -70,14 +78,15 @@ class RateLimiter:
             "login_failures_per_client", settings.rate_limit_login_failures_per_client
         )
         self.fail_closed = fail_closed
-        self._storage = cast(AsyncStorage, storage_from_string(storage_uri))
+        uri, options = storage
+        self._storage = cast(AsyncStorage, storage_from_string(uri, **options))
         self._strategy = SlidingWindowCounterRateLimiter(self._storage)
         self._metrics = metrics
 
     async def hit(self, policy: Policy, key: str) -> Decision:
         """Count one request against `policy` for `key` and say whether it may proceed."""
         if not self.enabled:
-            return Decision(True, policy, policy.item.amount, 0)
+            return Decision(True, policy, policy.item.amount, 0, counted=False)
         try:
             allowed = await self._strategy.hit(policy.item, policy.name, key)
             stats = await self._strategy.get_window_stats(policy.item, policy.name, key)
@@ -112,7 +121,7 @@ class RateLimiter:
         )
         if self.fail_closed:
             raise ServiceUnavailable("Rate limiting is unavailable; retry later.") from error
-        return Decision(True, policy, policy.item.amount, 0)
+        return Decision(True, policy, policy.item.amount, 0, counted=False)
 
     async def check_storage(self) -> bool:
         return bool(await self._storage.check())
