@@ -6,15 +6,10 @@ Servers bind 127.0.0.1 only. Each test gets fresh, uniquely named databases.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import secrets
 import signal
 import subprocess
-import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,116 +20,31 @@ from conftest import (
     ProjectCache,
     assert_ok,
     describe,
-    free_port,
     fresh_database,
     project_env,
     run,
     variant_answers,
 )
+from servers import (
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
+    PASSWORD,
+    REDIS_URL,
+    SHUTDOWN_TIMEOUT,
+    SUITE_TIMEOUT,
+    USER_EMAIL,
+    Server,
+    bearer,
+    cli,
+    problem,
+    service_env,
+    start_server,
+    stop,
+    token_pair,
+    wait_until_ready,
+)
 
 pytestmark = pytest.mark.slow
-
-PASSWORD = "Vq8#mT2!pLx9zR"  # noqa: S105 - a throwaway account of a test server
-ADMIN_PASSWORD = "Hw4$kN7@qRz2Lp"  # noqa: S105 - likewise
-ADMIN_EMAIL = "admin@example.com"
-USER_EMAIL = "user@example.com"
-READY_TIMEOUT = 30.0
-SHUTDOWN_TIMEOUT = 20.0
-SUITE_TIMEOUT = 900
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-@dataclass
-class Server:
-    process: subprocess.Popen[bytes]
-    base_url: str
-    log: Path
-    env: Mapping[str, str]
-
-    def output(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")[-6000:]
-
-
-# ------------------------------------------------------------------------------ helpers
-def service_env(answers: Mapping[str, Any], database_url: str, **overrides: str) -> dict[str, str]:
-    """Production settings the way a deployment sets them."""
-    settings = {
-        "ENVIRONMENT": "production",
-        "SECRET_KEY": secrets.token_urlsafe(36),  # 48 characters
-        "TRUSTED_HOSTS": "127.0.0.1,localhost",
-        "DATABASE_URL": database_url,
-        "METRICS_TOKEN": secrets.token_urlsafe(32),
-    }
-    if answers["rate_limit_backend"] == "redis":
-        settings["REDIS_URL"] = REDIS_URL
-    return project_env(**{**settings, **overrides})
-
-
-def cli(answers: Mapping[str, Any], *args: str) -> list[str]:
-    return ["uv", "run", answers["project_slug"], *args]
-
-
-def start_server(project: Path, answers: Mapping[str, Any], env: Mapping[str, str]) -> Server:
-    port = free_port()
-    log = project.parent / f"{project.name}-serve-{port}.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            cli(answers, "serve", "--host", "127.0.0.1", "--port", str(port)),
-            cwd=project,
-            env=dict(env),
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, so cleanup reaches every child
-        )
-    return Server(process, f"http://127.0.0.1:{port}", log, env)
-
-
-def wait_until_ready(server: Server) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    last = "no answer"
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            pytest.fail(f"server exited with {server.process.returncode}:\n{server.output()}")
-        try:
-            response = httpx.get(f"{server.base_url}/health/ready", timeout=2)
-        except httpx.TransportError as error:
-            last = repr(error)
-        else:
-            if response.status_code == 200:
-                return
-            last = f"{response.status_code} {response.text}"
-        time.sleep(0.2)  # polling interval, not a wait for timing
-    pytest.fail(f"/health/ready not 200 within {READY_TIMEOUT} s ({last}):\n{server.output()}")
-
-
-def stop(server: Server) -> None:
-    """Last-resort cleanup: kill whatever is left of the server's process group."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(server.process.pid, signal.SIGKILL)
-    server.process.wait(timeout=10)
-
-
-def problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    """Assert an RFC 9457 problem with a stable code, and return its body."""
-    assert response.status_code == status, (
-        f"expected {status}: {response.status_code} {response.text}"
-    )
-    assert response.headers["content-type"].startswith("application/problem+json"), response.headers
-    body: dict[str, Any] = response.json()
-    assert body.get("code"), body
-    return body
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def token_pair(response: httpx.Response) -> dict[str, Any]:
-    assert response.status_code == 200, f"{response.status_code} {response.text}"
-    pair: dict[str, Any] = response.json()
-    assert {"access_token", "refresh_token", "token_type", "expires_in"} <= pair.keys(), pair
-    assert pair["token_type"].lower() == "bearer"
-    return pair
 
 
 # ---------------------------------------------------------------------------- fixtures

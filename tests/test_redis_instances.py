@@ -1,0 +1,216 @@
+"""Slow tier: two instances of the Redis variant share one Redis they did not start themselves.
+
+The test starts its own Redis on a free port (never the shared one), boots two `serve`
+processes against it and one database, and proves: one limit counted across both instances,
+revocations seen by the other instance at once, fail-open with readiness 503 while Redis is
+down, and recovery when it returns.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from conftest import ProjectCache, assert_ok, free_port, fresh_database, run, variant_answers
+from servers import (
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
+    PASSWORD,
+    Server,
+    bearer,
+    cli,
+    service_env,
+    start_server,
+    stop,
+    token_pair,
+    wait_until_ready,
+)
+
+pytestmark = pytest.mark.slow
+
+VARIANT = "compose-postgresql-redis"
+AUTH_LIMIT = 8
+RECOVERY_TIMEOUT = 30.0
+
+
+class RedisServer:
+    """A throwaway redis-server on 127.0.0.1 that keeps nothing on disk."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self.directory = directory
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.directory),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            ping = run(["redis-cli", "-p", str(self.port), "ping"], timeout=5)
+            if ping.stdout.strip() == "PONG":
+                return
+            time.sleep(0.1)  # polling interval
+        pytest.fail("throwaway redis-server did not answer")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def instances(
+    project_cache: ProjectCache,
+    redis_server: RedisServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Server, Server]]:
+    project = project_cache.installed(VARIANT)
+    answers = variant_answers(VARIANT)
+    with fresh_database(answers["database"], tmp_path_factory.mktemp("db")) as url:
+        env = service_env(
+            answers, url, REDIS_URL=redis_server.url, RATE_LIMIT_AUTH=f"{AUTH_LIMIT}/minute"
+        )
+        assert_ok(run(cli(answers, "migrate"), cwd=project, env=env))
+        assert_ok(
+            run(
+                cli(answers, "create-admin", "--email", ADMIN_EMAIL, "--password-stdin"),
+                cwd=project,
+                env=env,
+                input=ADMIN_PASSWORD + "\n",
+            )
+        )
+        first = start_server(project, answers, env)
+        second = start_server(project, answers, env)
+        try:
+            wait_until_ready(first)
+            wait_until_ready(second)
+            yield first, second
+        finally:
+            stop(first)
+            stop(second)
+
+
+def _login(server: Server, email: str, password: str) -> dict[str, Any]:
+    return token_pair(
+        httpx.post(
+            f"{server.base_url}/api/v1/auth/login", json={"email": email, "password": password}
+        )
+    )
+
+
+def _ready(server: Server) -> int:
+    return httpx.get(f"{server.base_url}/health/ready", timeout=5).status_code
+
+
+def test_two_instances_share_limits_revocations_and_survive_redis_outage(
+    instances: tuple[Server, Server], redis_server: RedisServer
+) -> None:
+    first, second = instances
+    # Three auth-policy hits: the admin's login, the user's registration and login.
+    admin = _login(first, ADMIN_EMAIL, ADMIN_PASSWORD)
+    registered = httpx.post(
+        f"{second.base_url}/api/v1/auth/register",
+        json={"email": "member@example.com", "password": PASSWORD},
+    )
+    assert registered.status_code == 201
+    user_id = registered.json()["id"]
+    user = _login(second, "member@example.com", PASSWORD)
+
+    # Revocations and role changes made on one instance apply on the other at once.
+    role_url = f"/api/v1/users/{user_id}/roles/admin"
+    assert (
+        httpx.put(first.base_url + role_url, headers=bearer(admin["access_token"])).status_code
+        == 204
+    )
+    listing = f"{second.base_url}/api/v1/users"
+    assert httpx.get(listing, headers=bearer(user["access_token"])).status_code == 200
+    assert (
+        httpx.delete(first.base_url + role_url, headers=bearer(admin["access_token"])).status_code
+        == 204
+    )
+    assert httpx.get(listing, headers=bearer(user["access_token"])).status_code == 403
+    logout = httpx.post(
+        f"{first.base_url}/api/v1/auth/logout", json={"refresh_token": user["refresh_token"]}
+    )
+    assert logout.status_code == 204
+    me = f"{second.base_url}/api/v1/users/me"
+    assert httpx.get(me, headers=bearer(user["access_token"])).status_code == 401
+
+    # One limit across both instances: the remaining auth budget runs out wherever it is spent.
+    statuses = []
+    for index in range(AUTH_LIMIT - 3 + 1):
+        server = (first, second)[index % 2]
+        response = httpx.post(
+            f"{server.base_url}/api/v1/auth/login",
+            json={"email": f"nobody{index}@example.com", "password": "not-a-real-one"},
+        )
+        statuses.append(response.status_code)
+    assert statuses == [401] * (AUTH_LIMIT - 3) + [429]
+    assert (
+        httpx.post(
+            f"{first.base_url}/api/v1/auth/login", json={"email": "x@example.com", "password": "y"}
+        ).status_code
+        == 429
+    )
+
+    # Redis goes away: both instances keep serving (fail-open) and say so on /health/ready.
+    redis_server.stop()
+    for server in (first, second):
+        assert _ready(server) == 503
+        assert httpx.get(f"{server.base_url}/health/live").status_code == 200
+    relogin = _login(first, ADMIN_EMAIL, ADMIN_PASSWORD)  # the exhausted limit is not enforced
+    assert httpx.get(listing, headers=bearer(relogin["access_token"])).status_code == 200
+    body = httpx.get(f"{first.base_url}/metrics", headers=bearer(first.env["METRICS_TOKEN"])).text
+    errors = next(
+        line for line in body.splitlines() if line.startswith("rate_limit_storage_errors_total ")
+    )
+    assert float(errors.split()[1]) >= 1
+
+    # Redis returns (empty): both recover by themselves and count again.
+    redis_server.start()
+    deadline = time.monotonic() + RECOVERY_TIMEOUT
+    while {_ready(first), _ready(second)} != {200} and time.monotonic() < deadline:
+        time.sleep(0.2)  # polling interval
+    assert _ready(first) == 200
+    assert _ready(second) == 200
+    counted = httpx.get(
+        f"{first.base_url}/api/v1/users/me", headers=bearer(relogin["access_token"])
+    )
+    assert counted.status_code == 200
+    assert "ratelimit-remaining" in counted.headers
