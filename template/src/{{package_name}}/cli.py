@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import signal
 import sys
 from typing import TYPE_CHECKING, Annotated
 
@@ -91,4 +92,8 @@ def serve(
         log_config=None,
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
     )
+    # uvicorn re-raises the signal it stopped for once it has drained, so the process would end
+    # "killed by SIGTERM"; a drained shutdown is a success, so the re-raised signal is absorbed.
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, lambda *_: None)
     uvicorn.Server(config).run()
