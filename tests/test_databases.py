@@ -399,11 +399,81 @@ class ThrowawayPostgres:
         return (self.data / "postmaster.pid").exists()
 
 
-@pytest.fixture
-def throwaway_postgres() -> Iterator[ThrowawayPostgres]:
-    # Not pytest's tmp_path: its parents are private to root and the server runs as postgres.
-    root = Path(tempfile.mkdtemp(prefix="rampart-pg-"))
-    server = ThrowawayPostgres(root, _free_port())
+class ThrowawayMariaDB:
+    """A MariaDB server of the test's own (no grant tables, 127.0.0.1 only) that it may kill."""
+
+    def __init__(self, root: Path, port: int) -> None:
+        self.root, self.port = root, port
+        self.data = root / "data"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def init(self) -> None:
+        result = subprocess.run(
+            [
+                "mariadb-install-db",
+                "--no-defaults",
+                f"--datadir={self.data}",
+                "--user=root",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                shutil.which("mariadbd") or "/usr/sbin/mariadbd",
+                "--no-defaults",
+                f"--datadir={self.data}",
+                f"--port={self.port}",
+                f"--bind-address={HOST}",
+                f"--socket={self.root / 'mariadb.sock'}",
+                f"--pid-file={self.root / 'mariadb.pid'}",
+                f"--log-error={self.root / 'server.log'}",
+                "--user=root",
+                "--skip-grant-tables",
+                "--innodb-flush-log-at-trx-commit=0",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+        def accepts() -> bool:
+            try:
+                SERVERS["mysql"].execute("SELECT 1", port=self.port)
+            except subprocess.CalledProcessError:
+                return False
+            return True
+
+        _wait_until(accepts, 60, "the throwaway MariaDB accepting connections")
+
+    def stop(self, mode: str = "immediate") -> None:
+        assert self.process is not None
+        # Only this test's own server, by its pid: like a crash, no goodbye to the clients.
+        if mode == "immediate":
+            self.process.kill()
+        else:
+            self.process.terminate()
+        self.process.wait(timeout=60)
+        self.process = None
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+@pytest.fixture(params=["postgresql", "mysql"])
+def throwaway_server(
+    request: pytest.FixtureRequest,
+) -> Iterator[ThrowawayPostgres | ThrowawayMariaDB]:
+    # Not pytest's tmp_path: its parents are private to root and PostgreSQL runs as postgres.
+    root = Path(tempfile.mkdtemp(prefix=f"rampart-{request.param}-"))
+    kind = ThrowawayPostgres if request.param == "postgresql" else ThrowawayMariaDB
+    server = kind(root, _free_port())
     try:
         server.init()
         server.start()
@@ -414,15 +484,16 @@ def throwaway_postgres() -> Iterator[ThrowawayPostgres]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def test_postgresql_outage_is_503_and_the_service_recovers(
+def test_database_outage_is_503_and_the_service_recovers(
     render_project: Callable[[str], Project],
-    throwaway_postgres: ThrowawayPostgres,
+    throwaway_server: ThrowawayPostgres | ThrowawayMariaDB,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    project = render_project("postgresql")
+    database = "postgresql" if isinstance(throwaway_server, ThrowawayPostgres) else "mysql"
+    project = render_project(database)
     server = project.server
-    server.execute("CREATE DATABASE app", port=throwaway_postgres.port)
-    url = server.url("app", port=throwaway_postgres.port)
+    server.execute("CREATE DATABASE app", port=throwaway_server.port)
+    url = server.url("app", port=throwaway_server.port)
     migrated = project.run(
         str(project.path / ".venv/bin" / project.slug),
         "migrate",
@@ -435,7 +506,7 @@ def test_postgresql_outage_is_503_and_the_service_recovers(
         assert _register(client, email).status_code == 201
         assert _login(client, email).status_code == 200
 
-        throwaway_postgres.stop("immediate")
+        throwaway_server.stop("immediate")
         started = time.monotonic()
         ready = client.get("/health/ready")  # the client's 2 s timeout bounds the answer
         ready_seconds = time.monotonic() - started
@@ -450,13 +521,13 @@ def test_postgresql_outage_is_503_and_the_service_recovers(
         assert login.json()["code"] == "database_unavailable"
         assert "Traceback" not in login.text
 
-        throwaway_postgres.start()
+        throwaway_server.start()
         started = time.monotonic()
         _wait_until(service.answers_ready, RECOVERY_TIMEOUT, "readiness after the outage")
         recovery_seconds = time.monotonic() - started
         assert _login(client, email).status_code == 200
     with capsys.disabled():
         print(
-            f"\noutage: ready 503 in {ready_seconds:.3f}s, login 503 in {login_seconds:.3f}s, "
-            f"ready again {recovery_seconds:.3f}s after restart"
+            f"\n{database} outage: ready 503 in {ready_seconds:.3f}s, "
+            f"login 503 in {login_seconds:.3f}s, ready again {recovery_seconds:.3f}s after restart"
         )
