@@ -437,7 +437,7 @@ class ThrowawayMariaDB:
                 f"--log-error={self.root / 'server.log'}",
                 "--user=root",
                 "--skip-grant-tables",
-                "--innodb-flush-log-at-trx-commit=0",
+                "--innodb-flush-log-at-trx-commit=2",  # survives a killed process
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
