@@ -33,6 +33,10 @@ REPO = Path(__file__).resolve().parents[1]
 SUPPORTED_VARIANTS: dict[str, dict[str, Any]] = {
     "compose-sqlite-memory": {},
     "compose-sqlite-redis": {"rate_limit_backend": "redis"},
+    "compose-postgresql-memory": {"database": "postgresql"},
+    "compose-postgresql-redis": {"database": "postgresql", "rate_limit_backend": "redis"},
+    "compose-mysql-memory": {"database": "mysql"},
+    "compose-mysql-redis": {"database": "mysql", "rate_limit_backend": "redis"},
 }
 
 # What `copier copy --defaults` answers; a variant's answers are these plus its overrides.

@@ -39,8 +39,6 @@ UNLOCK: dict[str, Any] = {"unavailable_values": []}
 # Each refused combination with the texts its message must contain: what is wrong, and what
 # to pick instead. Adding a case is one line.
 REFUSED: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
-    "postgresql-not-yet": ({"database": "postgresql"}, ("database=postgresql", "choose sqlite")),
-    "mysql-not-yet": ({"database": "mysql"}, ("database=mysql", "choose sqlite")),
     "kubernetes-not-yet": (
         {"deploy_target": "kubernetes"},
         ("deploy_target=kubernetes", "compose"),

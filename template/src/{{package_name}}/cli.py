@@ -92,7 +92,8 @@ def serve(
         log_config=None,
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
     )
-    # uvicorn drains requests on SIGTERM, then re-raises the signal so the default handler
-    # kills the process (exit -15). The shutdown was clean, so say so: exit 0.
-    signal.signal(signal.SIGTERM, lambda *_: None)
+    # uvicorn re-raises the signal it stopped for once it has drained, so the process would end
+    # "killed by SIGTERM"; a drained shutdown is a success, so the re-raised signal is absorbed.
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, lambda *_: None)
     uvicorn.Server(config).run()

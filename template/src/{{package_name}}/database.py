@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import DateTime, MetaData
+from sqlalchemy.dialects import mysql
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -42,10 +43,16 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def timestamp_type() -> DateTime:
+    """The column type of every timestamp: `timestamptz` on PostgreSQL, `DATETIME(6)` (naive UTC,
+    microseconds kept) on MySQL and MariaDB. The migrations use the same function."""
+    return DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """A timezone-aware timestamp on every backend; SQLite and MySQL store it as naive UTC."""
 
-    impl = DateTime(timezone=True)
+    impl = timestamp_type()
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:

@@ -9,7 +9,7 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
@@ -158,6 +158,26 @@ async def _database_unavailable(request: Request, exc: Exception) -> ProblemResp
     )
 
 
+# SQLSTATE classes of an unreachable or refusing server: connection exceptions, insufficient
+# resources (too many connections), operator intervention (shutting down, starting up).
+_OUTAGE_SQLSTATES = ("08", "53", "57P")
+
+
+def is_database_outage(exc: DBAPIError) -> bool:
+    """Whether a driver error means "the database is not there" rather than "this is a bug"."""
+    if exc.connection_invalidated:
+        return True
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return isinstance(code, str) and code.startswith(_OUTAGE_SQLSTATES)
+
+
+async def _driver_error(request: Request, exc: Exception) -> ProblemResponse:
+    assert isinstance(exc, DBAPIError)
+    if is_database_outage(exc):
+        return await _database_unavailable(request, exc)
+    return await _unhandled(request, exc)
+
+
 async def _unhandled(request: Request, exc: Exception) -> ProblemResponse:
     logger.exception("unhandled_error")
     return problem(500, "internal_error", "An unexpected error occurred.")
@@ -172,4 +192,6 @@ def install_exception_handlers(app: FastAPI) -> None:
     outages = (OperationalError, InterfaceError, PoolTimeoutError, ConnectionError, TimeoutError)
     for outage in outages:
         app.add_exception_handler(outage, _database_unavailable)
+    # Other driver errors: a server shutting down or starting up is an outage too.
+    app.add_exception_handler(DBAPIError, _driver_error)
     app.add_exception_handler(Exception, _unhandled)

@@ -60,7 +60,9 @@ async def get_role(session: AsyncSession, name: str) -> Role:
 
 async def _resolve_permissions(session: AsyncSession, names: Iterable[str]) -> list[Permission]:
     wanted = set(names)
-    found = list(await session.scalars(select(Permission).where(Permission.name.in_(wanted))))
+    # Ordered like the relationship, so a role answers the same before and after a reload.
+    query = select(Permission).where(Permission.name.in_(wanted)).order_by(Permission.name)
+    found = list(await session.scalars(query))
     missing = wanted - {permission.name for permission in found}
     if missing:
         raise UnknownPermissions("Unknown permissions: " + ", ".join(sorted(missing)))

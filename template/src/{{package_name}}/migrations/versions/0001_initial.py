@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import mysql
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -44,7 +45,8 @@ ROLE_IDS = {name: uuid.uuid5(uuid.NAMESPACE_URL, f"rampart:role:{name}") for nam
 
 
 def _timestamp() -> sa.DateTime:
-    return sa.DateTime(timezone=True)
+    # Aware on PostgreSQL; naive UTC with microseconds on MySQL and MariaDB (DATETIME(6)).
+    return sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 
 def upgrade() -> None:
