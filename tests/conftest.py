@@ -37,6 +37,11 @@ SUPPORTED_VARIANTS: dict[str, dict[str, Any]] = {
     "compose-postgresql-redis": {"database": "postgresql", "rate_limit_backend": "redis"},
     "compose-mysql-memory": {"database": "mysql"},
     "compose-mysql-redis": {"database": "mysql", "rate_limit_backend": "redis"},
+    "kubernetes-postgresql-redis": {
+        "deploy_target": "kubernetes",
+        "database": "postgresql",
+        "rate_limit_backend": "redis",
+    },
 }
 
 # What `copier copy --defaults` answers; a variant's answers are these plus its overrides.

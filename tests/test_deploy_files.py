@@ -25,22 +25,17 @@ from copier.errors import DirtyLocalWarning
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-# Values that copier.yml does not offer yet are unlocked by overriding its computed
-# `unavailable_values` list; the default variant is rendered without any override.
-UNLOCK: dict[str, Any] = {"unavailable_values": []}
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "compose-sqlite-memory": {},
-    "compose-postgresql-memory": {**UNLOCK, "database": "postgresql"},
-    "compose-mysql-redis": {**UNLOCK, "database": "mysql", "rate_limit_backend": "redis"},
+    "compose-postgresql-memory": {"database": "postgresql"},
+    "compose-mysql-redis": {"database": "mysql", "rate_limit_backend": "redis"},
     "kubernetes-postgresql-redis": {
-        **UNLOCK,
         "deploy_target": "kubernetes",
         "database": "postgresql",
         "rate_limit_backend": "redis",
     },
     "kubernetes-mysql-redis": {
-        **UNLOCK,
         "deploy_target": "kubernetes",
         "database": "mysql",
         "rate_limit_backend": "redis",

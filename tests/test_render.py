@@ -39,10 +39,6 @@ UNLOCK: dict[str, Any] = {"unavailable_values": []}
 # Each refused combination with the texts its message must contain: what is wrong, and what
 # to pick instead. Adding a case is one line.
 REFUSED: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
-    "kubernetes-not-yet": (
-        {"deploy_target": "kubernetes"},
-        ("deploy_target=kubernetes", "compose"),
-    ),
     "chat-not-yet": ({"ai_features": ["chat"]}, ("ai_features=chat", "leave it unselected")),
     "documents-not-yet": ({"ai_features": ["documents"]}, ("ai_features=documents",)),
     "kubernetes+sqlite": (
@@ -525,3 +521,26 @@ def test_unsupported_combination_is_refused(
     assert "Validation error for question" in message, message
     for text in expected:
         assert text in message, f"{text!r} not in {message!r}"
+
+
+@pytest.mark.parametrize(
+    ("given", "derived"),
+    [
+        (
+            {"project_name": "Billing API 2"},
+            {"project_slug": "billing-api-2", "package_name": "billing_api_2"},
+        ),
+        ({"project_name": "  42 Ledger!  "}, {"project_slug": "ledger", "package_name": "ledger"}),
+        ({"deploy_target": "compose"}, {"database": "sqlite", "rate_limit_backend": "memory"}),
+        (
+            {"deploy_target": "kubernetes"},
+            {"database": "postgresql", "rate_limit_backend": "redis"},
+        ),
+    ],
+)
+def test_defaults_are_derived_from_earlier_answers(
+    tmp_path: Path, given: dict[str, Any], derived: dict[str, Any]
+) -> None:
+    project = render(tmp_path / "project", given)
+    recorded = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert {key: recorded[key] for key in derived} == derived

@@ -19,7 +19,6 @@ import yaml
 from conftest import git, render
 
 OLD, NEW = "0.1.0", "0.2.0"
-UNLOCK: dict[str, Any] = {"unavailable_values": []}
 
 README_ADDITION = (
     "\n## Staying current\n\nRun `copier update` to pull newer Rampart releases into "
@@ -57,12 +56,10 @@ def update(
     project: Path,
     data: Mapping[str, Any] | None = None,
     vcs_ref: str = NEW,
-    user_defaults: Mapping[str, Any] | None = None,
 ) -> None:
     copier.run_update(
         str(project),
         data=dict(data or {}),
-        user_defaults=dict(user_defaults or {}),
         defaults=True,
         overwrite=True,
         unsafe=False,
@@ -151,19 +148,14 @@ def test_conflicting_local_edit_is_reported_not_lost(releases: Path, tmp_path: P
 
 
 def test_switching_an_answer_matches_a_fresh_render(releases: Path, tmp_path: Path) -> None:
-    """memory → redis adds and removes exactly what a fresh render of each answer differs by.
-
-    Redis is not offered yet, so the switch unlocks it; once it is, the unlock is a no-op.
-    """
-    switch = {**UNLOCK, "rate_limit_backend": "redis"}
+    """memory → redis adds and removes exactly what a fresh render of each answer differs by."""
+    switch = {"rate_limit_backend": "redis"}
     project = generate(releases, tmp_path / "project")
     (project / "notes.md").write_text("Local file.\n", encoding="utf-8")
     commit_all(project, "Local work")
     before = files(project)
 
-    # copier update passes computed (`when: false`) values to the new render only as user
-    # defaults; `data` for them is dropped.
-    update(project, data={"rate_limit_backend": "redis"}, user_defaults=UNLOCK, vcs_ref=OLD)
+    update(project, data=switch, vcs_ref=OLD)
 
     after = files(project)
     fresh_memory = files(render(tmp_path / "fresh-memory", template=releases, vcs_ref=OLD))
