@@ -15,7 +15,7 @@ from ..database import SessionDep
 from ..errors import Unauthorized
 from ..mailer import Mailer
 from ..ratelimit import RateLimiter
-from ..rbac.models import Permission, role_permissions, user_roles
+from ..rbac import service as rbac_service
 from ..users.models import User
 from .models import AuthSession
 from .passwords import PasswordService
@@ -91,16 +91,9 @@ async def get_principal(
     ).one_or_none()
     if row is None or row.revoked_at is not None or not row.User.is_active:
         raise Unauthorized("The session has ended.")
-    permissions = await session.scalars(
-        select(Permission.name)
-        .join(role_permissions, role_permissions.c.permission_id == Permission.id)
-        .join(user_roles, user_roles.c.role_id == role_permissions.c.role_id)
-        .where(user_roles.c.user_id == claims.user_id)
-    )
+    permissions = await rbac_service.permissions_of(session, claims.user_id)
     request.state.user_id = str(claims.user_id)
-    return Principal(
-        user=row.User, session_id=claims.session_id, permissions=frozenset(permissions)
-    )
+    return Principal(user=row.User, session_id=claims.session_id, permissions=permissions)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

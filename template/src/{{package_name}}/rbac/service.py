@@ -14,7 +14,7 @@ from ..audit import service as audit
 from ..errors import Conflict, Forbidden, NotFound, ProblemError
 from ..requests import RequestMeta
 from ..users.models import User
-from .models import Permission, Role, user_roles
+from .models import Permission, Role, role_permissions, user_roles
 from .permissions import ADMIN_ROLE
 
 
@@ -69,7 +69,18 @@ async def _resolve_permissions(session: AsyncSession, names: Iterable[str]) -> l
     return found
 
 
-def _refuse_escalation(granted: Iterable[str], held: frozenset[str]) -> None:
+async def permissions_of(session: AsyncSession, user_id: uuid.UUID) -> frozenset[str]:
+    """Every permission `user_id` holds through their roles, as stored right now."""
+    names = await session.scalars(
+        select(Permission.name)
+        .join(role_permissions, role_permissions.c.permission_id == Permission.id)
+        .join(user_roles, user_roles.c.role_id == role_permissions.c.role_id)
+        .where(user_roles.c.user_id == user_id)
+    )
+    return frozenset(names)
+
+
+def refuse_escalation(granted: Iterable[str], held: frozenset[str]) -> None:
     if not set(granted) <= held:
         raise EscalationRefused()
 
@@ -85,7 +96,7 @@ async def create_role(
     permissions: list[str],
 ) -> Role:
     resolved = await _resolve_permissions(session, permissions)
-    _refuse_escalation(permissions, held)
+    refuse_escalation(permissions, held)
     role = Role(name=name, description=description, permissions=resolved)
     session.add(role)
     try:
@@ -125,7 +136,7 @@ async def update_role(
     if permissions is not None:
         # Changing a role is granting its new permissions to everyone who holds it.
         resolved = await _resolve_permissions(session, permissions)
-        _refuse_escalation(permissions, held)
+        refuse_escalation(permissions, held)
         role.permissions = resolved
         changes["permissions"] = sorted(permissions)
     audit.record(session, meta, "rbac.role_updated", actor_id=actor_id, subject=name, **changes)
@@ -178,7 +189,7 @@ async def assign_role(
     role_name: str,
 ) -> None:
     role = await get_role(session, role_name)
-    _refuse_escalation((permission.name for permission in role.permissions), held)
+    refuse_escalation((permission.name for permission in role.permissions), held)
     try:
         granted = await grant_role(session, user_id, role_name)
     except IntegrityError:  # a concurrent grant of the same role
@@ -205,7 +216,7 @@ async def revoke_role(
     role_name: str,
 ) -> None:
     role = await get_role(session, role_name)
-    _refuse_escalation((permission.name for permission in role.permissions), held)
+    refuse_escalation((permission.name for permission in role.permissions), held)
     if role.name == ADMIN_ROLE and await is_last_admin(session, user_id):
         raise LastAdmin()
     result = await session.execute(

@@ -103,6 +103,7 @@ async def update_user(
         session,
         meta,
         principal.user_id,
+        principal.permissions,
         user_id,
         full_name=body.full_name,
         is_active=body.is_active,

@@ -77,12 +77,15 @@ async def admin_update(
     session: AsyncSession,
     meta: RequestMeta,
     actor_id: uuid.UUID,
+    held: frozenset[str],
     user_id: uuid.UUID,
     *,
     full_name: str | None,
     is_active: bool | None,
 ) -> User:
+    """Edit or disable a user. Nobody manages an account more privileged than their own."""
     user = await get(session, user_id)
+    rbac_service.refuse_escalation(await rbac_service.permissions_of(session, user_id), held)
     changes: dict[str, Any] = {}
     if full_name is not None:
         user.full_name = full_name
