@@ -6,7 +6,7 @@ import uuid
 from datetime import timedelta
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -126,18 +126,34 @@ async def authenticate(
     return user
 
 
-async def _issue_refresh_token(
-    session: AsyncSession, settings: Settings, session_id: uuid.UUID
-) -> str:
-    token = new_opaque_token()
+async def _issue_pair(
+    session: AsyncSession,
+    settings: Settings,
+    codec: AccessTokenCodec,
+    user_id: uuid.UUID,
+    session_id: uuid.UUID,
+) -> TokenPair:
+    """Store a new refresh token of the session, commit, and return it with an access token."""
+    refresh_token = new_opaque_token()
     session.add(
         RefreshToken(
             session_id=session_id,
-            token_hash=hash_opaque_token(token),
+            token_hash=hash_opaque_token(refresh_token),
             expires_at=utcnow() + timedelta(days=settings.refresh_token_ttl_days),
         )
     )
-    return token
+    await session.commit()
+    return TokenPair(
+        access_token=codec.issue(user_id, session_id),
+        refresh_token=refresh_token,
+        expires_in=codec.ttl_seconds,
+    )
+
+
+async def _find_refresh_token(session: AsyncSession, refresh_token: str) -> RefreshToken | None:
+    return await session.scalar(
+        select(RefreshToken).where(RefreshToken.token_hash == hash_opaque_token(refresh_token))
+    )
 
 
 async def start_session(
@@ -146,13 +162,7 @@ async def start_session(
     auth_session = AuthSession(user_id=user.id)
     session.add(auth_session)
     await session.flush()
-    refresh_token = await _issue_refresh_token(session, settings, auth_session.id)
-    await session.commit()
-    return TokenPair(
-        access_token=codec.issue(user.id, auth_session.id),
-        refresh_token=refresh_token,
-        expires_in=codec.ttl_seconds,
-    )
+    return await _issue_pair(session, settings, codec, user.id, auth_session.id)
 
 
 async def rotate(
@@ -164,9 +174,7 @@ async def rotate(
 ) -> TokenPair:
     """Exchange a refresh token for a new pair. A token presented twice is treated as stolen:
     its whole session (every token descended from the same login) is revoked."""
-    stored = await session.scalar(
-        select(RefreshToken).where(RefreshToken.token_hash == hash_opaque_token(refresh_token))
-    )
+    stored = await _find_refresh_token(session, refresh_token)
     if stored is None:
         raise InvalidRefreshToken()
     auth_session = await session.get(AuthSession, stored.session_id)
@@ -183,7 +191,7 @@ async def rotate(
         .values(used_at=now)
     )
     if claimed.rowcount != 1:  # type: ignore[attr-defined]
-        await revoke_sessions(session, [auth_session.id], reason="refresh_reuse")
+        await _revoke(session, AuthSession.id == auth_session.id, reason="refresh_reuse")
         audit.record(
             session,
             meta,
@@ -199,42 +207,27 @@ async def rotate(
         await session.rollback()
         raise InvalidRefreshToken()
 
-    new_refresh = await _issue_refresh_token(session, settings, auth_session.id)
-    await session.commit()
-    return TokenPair(
-        access_token=codec.issue(user.id, auth_session.id),
-        refresh_token=new_refresh,
-        expires_in=codec.ttl_seconds,
-    )
+    return await _issue_pair(session, settings, codec, user.id, auth_session.id)
 
 
-async def revoke_sessions(
-    session: AsyncSession, session_ids: list[uuid.UUID], *, reason: str
-) -> None:
-    if session_ids:
-        await session.execute(
-            update(AuthSession)
-            .where(AuthSession.id.in_(session_ids), AuthSession.revoked_at.is_(None))
-            .values(revoked_at=utcnow(), revoked_reason=reason)
-        )
-
-
-async def revoke_all_sessions(session: AsyncSession, user_id: uuid.UUID, *, reason: str) -> None:
+async def _revoke(session: AsyncSession, which: ColumnElement[bool], *, reason: str) -> None:
     await session.execute(
         update(AuthSession)
-        .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
+        .where(which, AuthSession.revoked_at.is_(None))
         .values(revoked_at=utcnow(), revoked_reason=reason)
     )
 
 
+async def revoke_all_sessions(session: AsyncSession, user_id: uuid.UUID, *, reason: str) -> None:
+    await _revoke(session, AuthSession.user_id == user_id, reason=reason)
+
+
 async def logout(session: AsyncSession, meta: RequestMeta, refresh_token: str) -> None:
     """End the session the token belongs to. Unknown tokens are ignored: logout is idempotent."""
-    stored = await session.scalar(
-        select(RefreshToken).where(RefreshToken.token_hash == hash_opaque_token(refresh_token))
-    )
+    stored = await _find_refresh_token(session, refresh_token)
     if stored is None:
         return
-    await revoke_sessions(session, [stored.session_id], reason="logout")
+    await _revoke(session, AuthSession.id == stored.session_id, reason="logout")
     audit.record(session, meta, "auth.logout", subject=str(stored.session_id))
     await session.commit()
 
