@@ -1,4 +1,5 @@
-"""Request id, one access-log line per request, and the HTTP metrics: the outermost middleware."""
+"""Request id, trace id, one access-log line per request, and the HTTP metrics: the outermost
+middleware."""
 
 from __future__ import annotations
 
@@ -12,14 +13,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..metrics import Metrics
 
 REQUEST_ID_HEADER = b"x-request-id"
+TRACEPARENT_HEADER = b"traceparent"
 _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+# W3C Trace Context: version-traceid-parentid-flags; an all-zero trace id is invalid.
+_TRACEPARENT = re.compile(rb"^[0-9a-f]{2}-(?!0{32})([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 access_logger = structlog.get_logger("access")
 
 
 class RequestContextMiddleware:
-    """Echoes a well-formed incoming `X-Request-ID` or makes one, binds it (and later the user
-    id) to every log line of the request, then logs and measures the request once."""
+    """Echoes a well-formed incoming `X-Request-ID` or makes one, binds it, the W3C trace id of
+    a well-formed `traceparent` (and later the user id) to every log line of the request, then
+    logs and measures the request once."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -30,10 +35,12 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = b""
+        trace_id: str | None = None
         for name, value in scope["headers"]:
             if name == REQUEST_ID_HEADER and _VALID_REQUEST_ID.match(value):
                 request_id = value
-                break
+            elif name == TRACEPARENT_HEADER and (trace := _TRACEPARENT.match(value)):
+                trace_id = trace.group(1).decode()
         if not request_id:
             request_id = uuid.uuid4().hex.encode()
         state = scope.setdefault("state", {})
@@ -47,7 +54,7 @@ class RequestContextMiddleware:
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id)]
             await send(message)
 
-        structlog.contextvars.bind_contextvars(request_id=state["request_id"])
+        structlog.contextvars.bind_contextvars(request_id=state["request_id"], trace_id=trace_id)
         self.metrics.in_flight.inc()
         started = time.perf_counter()
         try:
@@ -71,4 +78,4 @@ class RequestContextMiddleware:
                 client_ip=client[0] if client else None,
                 user_id=state.get("user_id"),
             )
-            structlog.contextvars.unbind_contextvars("request_id")
+            structlog.contextvars.unbind_contextvars("request_id", "trace_id")
