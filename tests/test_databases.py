@@ -1,7 +1,8 @@
 """The server databases for real: PostgreSQL and MySQL/MariaDB variants are rendered, installed,
 migrated (and checked for drift, downgraded, upgraded again) on the local servers, tested with
-their own suite, booted and walked over HTTP, raced from outside, and, on a throwaway
-PostgreSQL server of their own, taken through an outage and back.
+booted and walked over HTTP, raced from outside, and, on throwaway PostgreSQL and MariaDB
+servers of their own, taken through an outage and back. (Their own suites run against the real
+servers in test_boot.py.)
 
 The shared servers (PostgreSQL on 127.0.0.1:5432 as `postgres`, MariaDB on 127.0.0.1:3306 as
 `root`, both without passwords) are only ever given uniquely named databases, which are
@@ -11,11 +12,9 @@ dropped afterwards; they are never stopped.
 from __future__ import annotations
 
 import glob
-import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -26,13 +25,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import copier
 import httpx
 import pytest
 
+from conftest import free_port, project_env, render
+
 pytestmark = pytest.mark.slow
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
 PASSWORD = "Vq8#mT2!pLx9zR-outside"  # noqa: S105 - a test account's password
 BOOT_TIMEOUT = 60.0
@@ -81,7 +80,7 @@ class Project:
         return subprocess.run(
             list(args),
             cwd=self.path,
-            env={**os.environ, **(env or {})},
+            env=project_env(**(env or {})),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -122,16 +121,14 @@ def fresh_database(server: Server) -> Iterator[str]:
 
 
 def _render(database: str, destination: Path) -> Project:
-    copier.run_copy(
-        str(REPO_ROOT),
-        str(destination),
-        data={"database": database, "project_name": f"Db Check {database}"},
-        defaults=True,
-        unsafe=False,
-        quiet=True,
-    )
+    render(destination, {"database": database, "project_name": f"Db Check {database}"})
     synced = subprocess.run(
-        ["uv", "sync", "--quiet"], cwd=destination, capture_output=True, text=True, check=False
+        ["uv", "sync", "--quiet"],
+        cwd=destination,
+        env=project_env(),
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert synced.returncode == 0, synced.stderr
     slug = f"db-check-{database}"
@@ -170,29 +167,7 @@ def test_migrations_apply_match_the_models_and_round_trip(project: Project) -> N
         project.migrations(url, "downgrade(url, 'base')", "upgrade(url)", "check(url)")
 
 
-def test_generated_suite_passes_on_the_real_database(project: Project) -> None:
-    with fresh_database(project.server) as url:
-        result = project.run(
-            "uv",
-            "run",
-            "pytest",
-            "--cov",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            env={"TEST_DATABASE_URL": url},
-        )
-        assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
-
-
 # ---------------------------------------------------------------------------- the server
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -223,16 +198,15 @@ class Service:
 @contextmanager
 def served(project: Project, database_url: str) -> Iterator[Service]:
     """`<slug> serve` as a real production process; SIGTERM at the end must exit 0."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "ENVIRONMENT": "production",
-        "SECRET_KEY": secrets.token_urlsafe(36),  # 48 characters
-        "TRUSTED_HOSTS": "127.0.0.1,localhost",
-        "DATABASE_URL": database_url,
-        "DB_POOL_TIMEOUT_SECONDS": "2",
-        "DB_CONNECT_TIMEOUT_SECONDS": "2",
-    }
+    port = free_port()
+    env = project_env(
+        ENVIRONMENT="production",
+        SECRET_KEY=secrets.token_urlsafe(36),  # 48 characters
+        TRUSTED_HOSTS="127.0.0.1,localhost",
+        DATABASE_URL=database_url,
+        DB_POOL_TIMEOUT_SECONDS="2",
+        DB_CONNECT_TIMEOUT_SECONDS="2",
+    )
     process = subprocess.Popen(
         [
             str(project.path / ".venv/bin" / project.slug),
@@ -473,7 +447,7 @@ def throwaway_server(
     # Not pytest's tmp_path: its parents are private to root and PostgreSQL runs as postgres.
     root = Path(tempfile.mkdtemp(prefix=f"rampart-{request.param}-"))
     kind = ThrowawayPostgres if request.param == "postgresql" else ThrowawayMariaDB
-    server = kind(root, _free_port())
+    server = kind(root, free_port())
     try:
         server.init()
         server.start()
