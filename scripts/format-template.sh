@@ -5,7 +5,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-copier copy --defaults --quiet "$repo" "$out/p" >/dev/null 2>&1
+copier copy --defaults --quiet --vcs-ref HEAD "$repo" "$out/p" >/dev/null 2>&1
 cd "$out/p"
 pkg=$(sed -n 's/^package_name: //p' .copier-answers.yml)
 dirs=$(ls -d src tests 2>/dev/null || true)
@@ -25,3 +25,4 @@ find . -name '*.py.jinja' | while read -r f; do
     sed "s/\b$pkg\b/{{ package_name }}/g" "$rendered" > "$f" && echo "formatted $f"
   fi
 done
+exit 0
