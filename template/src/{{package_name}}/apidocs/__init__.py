@@ -7,7 +7,6 @@ from pathlib import Path
 
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, HTMLResponse
-from swagger_ui_bundle import swagger_ui_path
 
 from .._project import PROJECT_NAME
 from ..errors import NotFound
@@ -21,10 +20,12 @@ DOCS_CSP = (
     "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
 
+# Swagger UI 5 (OpenAPI 3.1, which FastAPI emits) as packaged, with no CDN, by fastapi-offline.
+_BUNDLE_PACKAGE = "fastapi_offline"
 _BUNDLE_FILES = {
     "swagger-ui-bundle.js": "text/javascript",
     "swagger-ui.css": "text/css",
-    "favicon-32x32.png": "image/png",
+    "favicon.png": "image/png",
 }
 
 _PAGE = """<!doctype html>
@@ -33,7 +34,7 @@ _PAGE = """<!doctype html>
   <meta charset="utf-8">
   <title>{title} — API docs</title>
   <link rel="stylesheet" href="{docs}/assets/swagger-ui.css">
-  <link rel="icon" type="image/png" href="{docs}/assets/favicon-32x32.png">
+  <link rel="icon" type="image/png" href="{docs}/assets/favicon.png">
 </head>
 <body>
   <div id="swagger-ui" data-openapi-url="{openapi}"></div>
@@ -59,4 +60,5 @@ async def docs_asset(name: str) -> FileResponse:
     media_type = _BUNDLE_FILES.get(name)
     if media_type is None:
         raise NotFound()
-    return FileResponse(Path(str(swagger_ui_path)) / name, media_type=media_type)
+    bundle = Path(str(resources.files(_BUNDLE_PACKAGE).joinpath("static", name)))
+    return FileResponse(bundle, media_type=media_type)
