@@ -14,7 +14,9 @@ class RequestMeta:
     request_id: str | None
 
 
-def get_request_meta(request: Request) -> RequestMeta:
+# Dependencies here and in other modules are `async def` on purpose: FastAPI runs a plain `def`
+# dependency in a worker thread, a hop that costs more than the work it does.
+async def get_request_meta(request: Request) -> RequestMeta:
     client = request.client
     return RequestMeta(
         client_ip=client.host if client else "unknown",

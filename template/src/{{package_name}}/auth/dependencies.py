@@ -15,7 +15,7 @@ from ..database import SessionDep
 from ..errors import Unauthorized
 from ..mailer import Mailer
 from ..ratelimit import RateLimiter
-from ..rbac import service as rbac_service
+from ..rbac.models import Permission, role_permissions, user_roles
 from ..users.models import User
 from .models import AuthSession
 from .passwords import PasswordService
@@ -35,27 +35,27 @@ class Principal:
         return self.user.id
 
 
-def get_token_codec(request: Request) -> AccessTokenCodec:
+async def get_token_codec(request: Request) -> AccessTokenCodec:
     codec: AccessTokenCodec = request.app.state.token_codec
     return codec
 
 
-def get_password_service(request: Request) -> PasswordService:
+async def get_password_service(request: Request) -> PasswordService:
     passwords: PasswordService = request.app.state.passwords
     return passwords
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_rate_limiter(request: Request) -> RateLimiter:
+async def get_rate_limiter(request: Request) -> RateLimiter:
     limiter: RateLimiter = request.app.state.rate_limiter
     return limiter
 
 
-def get_mailer(request: Request) -> Mailer:
+async def get_mailer(request: Request) -> Mailer:
     mailer: Mailer = request.app.state.mailer
     return mailer
 
@@ -82,18 +82,22 @@ async def get_principal(
 
     # Checked on every request, so logout, disabling a user and role changes apply at once
     # on every instance: the database is the single source of truth.
-    row = (
+    # One query answers all three: the user, their session's state, and one row per permission.
+    rows = (
         await session.execute(
-            select(User, AuthSession.revoked_at)
+            select(User, AuthSession.revoked_at, Permission.name)
             .join(AuthSession, AuthSession.user_id == User.id)
+            .outerjoin(user_roles, user_roles.c.user_id == User.id)
+            .outerjoin(role_permissions, role_permissions.c.role_id == user_roles.c.role_id)
+            .outerjoin(Permission, Permission.id == role_permissions.c.permission_id)
             .where(AuthSession.id == claims.session_id, User.id == claims.user_id)
         )
-    ).one_or_none()
-    if row is None or row.revoked_at is not None or not row.User.is_active:
+    ).all()
+    if not rows or rows[0].revoked_at is not None or not rows[0].User.is_active:
         raise Unauthorized("The session has ended.")
-    permissions = await rbac_service.permissions_of(session, claims.user_id)
+    permissions = frozenset(row.name for row in rows if row.name is not None)
     request.state.user_id = str(claims.user_id)
-    return Principal(user=row.User, session_id=claims.session_id, permissions=permissions)
+    return Principal(user=rows[0].User, session_id=claims.session_id, permissions=permissions)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

@@ -28,7 +28,7 @@ PageDep = Annotated[PageParams, Depends(page_params)]
 async def read_me(
     principal: Annotated[Principal, Guard(Perm.ACCOUNT_READ)], session: SessionDep
 ) -> UserOut:
-    return service.to_out(await service.get(session, principal.user_id))
+    return await service.profile(session, principal.user)
 
 
 @router.patch("/me", response_model=UserOut)

@@ -26,15 +26,20 @@ class UserNotFound(NotFound):
     detail = "The user does not exist."
 
 
-def to_out(user: User) -> UserOut:
+def to_out(user: User, roles: list[str] | None = None) -> UserOut:
+    """The public view of `user`; `roles` saves loading the role objects when names suffice."""
     return UserOut(
         id=user.id,
         email=user.email,
         full_name=user.full_name,
         is_active=user.is_active,
         created_at=user.created_at,
-        roles=[role.name for role in user.roles],
+        roles=[role.name for role in user.roles] if roles is None else roles,
     )
+
+
+async def profile(session: AsyncSession, user: User) -> UserOut:
+    return to_out(user, await rbac_service.role_names(session, user.id))
 
 
 async def get(session: AsyncSession, user_id: uuid.UUID) -> User:
