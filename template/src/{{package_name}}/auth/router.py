@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Depends, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import OAuth2PasswordRequestForm
+from pydantic import ValidationError
 
 from ..database import SessionDep
 from ..errors import Forbidden
@@ -63,51 +65,51 @@ async def register(
     return to_out(await users_service.get(session, user.id))
 
 
-async def _login(
-    email: str,
-    password: str,
-    session: SessionDep,
-    passwords: PasswordServiceDep,
-    limiter: RateLimiterDep,
-    settings: SettingsDep,
-    codec: TokenCodecDep,
-    meta: RequestMetaDep,
-) -> TokenPair:
-    user = await service.authenticate(
-        session, passwords, limiter, meta, email=email, password=password
-    )
-    return await service.start_session(session, settings, codec, user)
+class Login:
+    """What both login endpoints need, injected once: check the credentials, open a session."""
+
+    def __init__(
+        self,
+        session: SessionDep,
+        passwords: PasswordServiceDep,
+        limiter: RateLimiterDep,
+        settings: SettingsDep,
+        codec: TokenCodecDep,
+        meta: RequestMetaDep,
+    ) -> None:
+        self.session, self.passwords, self.limiter = session, passwords, limiter
+        self.settings, self.codec, self.meta = settings, codec, meta
+
+    async def __call__(self, credentials: LoginRequest) -> TokenPair:
+        user = await service.authenticate(
+            self.session,
+            self.passwords,
+            self.limiter,
+            self.meta,
+            email=credentials.email,
+            password=credentials.password,
+        )
+        return await service.start_session(self.session, self.settings, self.codec, user)
+
+
+LoginDep = Annotated[Login, Depends()]
 
 
 @router.post("/token", response_model=TokenPair)
 async def token(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
-    session: SessionDep,
-    passwords: PasswordServiceDep,
-    limiter: RateLimiterDep,
-    settings: SettingsDep,
-    codec: TokenCodecDep,
-    meta: RequestMetaDep,
+    form: Annotated[OAuth2PasswordRequestForm, Depends()], log_in: LoginDep
 ) -> TokenPair:
     """OAuth2 password flow (form fields `username` = email, `password`)."""
-    return await _login(
-        form.username, form.password, session, passwords, limiter, settings, codec, meta
-    )
+    try:  # the same limits as the JSON login, applied to the form fields
+        credentials = LoginRequest(email=form.username, password=form.password)
+    except ValidationError as error:
+        raise RequestValidationError(error.errors(include_input=False)) from None
+    return await log_in(credentials)
 
 
 @router.post("/login", response_model=TokenPair)
-async def login(
-    body: LoginRequest,
-    session: SessionDep,
-    passwords: PasswordServiceDep,
-    limiter: RateLimiterDep,
-    settings: SettingsDep,
-    codec: TokenCodecDep,
-    meta: RequestMetaDep,
-) -> TokenPair:
-    return await _login(
-        body.email, body.password, session, passwords, limiter, settings, codec, meta
-    )
+async def login(body: LoginRequest, log_in: LoginDep) -> TokenPair:
+    return await log_in(body)
 
 
 @router.post("/refresh", response_model=TokenPair)
