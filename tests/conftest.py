@@ -171,7 +171,7 @@ def repo_tool(name: str) -> str:
         return str(beside_python)
     found = shutil.which(name)
     if found is None:
-        pytest.fail(f"{name} is not installed; run `uv sync` in {REPO}")
+        pytest.fail(f"{name} is not installed; run `uv sync --all-groups` in {REPO}")
     return found
 
 

@@ -13,7 +13,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,8 @@ import copier
 import pytest
 import yaml
 from copier.errors import DirtyLocalWarning
+
+from conftest import repo_tool
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,17 +62,6 @@ PINNED_USES = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d+\.\d+\.\d+$")
 
 
 # ----------------------------------------------------------------------------- helpers
-def tool(name: str) -> str:
-    """Path of a command-line tool: the virtual environment's first, then PATH."""
-    beside_python = Path(sys.executable).parent / name
-    if beside_python.is_file():
-        return str(beside_python)
-    found = shutil.which(name)
-    if found is None:
-        pytest.fail(f"{name} is not installed; run `uv sync --group deploy-checks`")
-    return found
-
-
 def kustomize_command() -> list[str]:
     if kubectl := shutil.which("kubectl"):
         return [kubectl, "kustomize"]
@@ -152,7 +142,7 @@ def workflow_files(project: Path) -> list[Path]:
 def check_schema(schema: str, files: list[Path]) -> dict[str, list[str]]:
     """check-jsonschema's errors for each file (one run for many files: it is slow to start)."""
     result = run(
-        tool("check-jsonschema"),
+        repo_tool("check-jsonschema"),
         "--builtin-schema",
         schema,
         "--output-format",
@@ -194,7 +184,7 @@ def kubernetes_validation(
     outcome: dict[tuple[str, str, str], list[str]] = {}
     for version in KUBERNETES_VERSIONS:
         result = run(
-            tool("kubernetes-validate"),
+            repo_tool("kubernetes-validate"),
             "--strict",
             "--kubernetes-version",
             version,
@@ -225,7 +215,7 @@ def checkov_results(
     for (name, overlay), text in built_overlays.items():
         (scan_root / name / f"built-{overlay}.yaml").write_text(text, encoding="utf-8")
     result = run(
-        tool("checkov"),
+        repo_tool("checkov"),
         "--directory",
         str(scan_root),
         "--framework",
@@ -271,7 +261,7 @@ def test_kubernetes_manifests_exist_only_for_the_kubernetes_target(
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_dockerfile_has_no_hadolint_finding(rendered: dict[str, Path], variant: str) -> None:
     project = rendered[variant]
-    result = run(tool("hadolint"), "--no-color", "Dockerfile", cwd=project)
+    result = run(repo_tool("hadolint"), "--no-color", "Dockerfile", cwd=project)
     assert_clean(result)
     assert result.stdout.strip() == ""
 
@@ -397,7 +387,7 @@ def test_schema_check_catches_an_invalid_compose_file(tmp_path: Path) -> None:
 def test_workflow_has_no_zizmor_finding(rendered: dict[str, Path], variant: str) -> None:
     workflows = workflow_files(rendered[variant])
     assert workflows
-    result = run(tool("zizmor"), "--offline", "--no-progress", *map(str, workflows))
+    result = run(repo_tool("zizmor"), "--offline", "--no-progress", *map(str, workflows))
     assert_clean(result)
     assert "No findings to report" in result.stdout
 
@@ -501,7 +491,7 @@ def test_strict_validation_rejects_an_unknown_field(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     result = run(
-        tool("kubernetes-validate"),
+        repo_tool("kubernetes-validate"),
         "--strict",
         "--kubernetes-version",
         KUBERNETES_VERSIONS[-1],
@@ -703,7 +693,7 @@ def test_overlay_can_pin_the_image_by_digest(rendered: dict[str, Path], variant:
 @pytest.mark.parametrize("variant", KUBERNETES_VARIANTS)
 def test_real_secrets_are_git_ignored(rendered: dict[str, Path], variant: str) -> None:
     project = rendered[variant]
-    git = tool("git")
+    git = repo_tool("git")
     assert_clean(run(git, "init", "--quiet", cwd=project))
     for overlay in OVERLAYS:
         secrets = f"deploy/overlays/{overlay}/secrets.env"
@@ -716,11 +706,11 @@ def test_real_secrets_are_git_ignored(rendered: dict[str, Path], variant: str) -
 def test_hadolint_and_zizmor_report_what_they_should(tmp_path: Path) -> None:
     dockerfile = tmp_path / "Dockerfile"
     dockerfile.write_text("FROM python\nRUN pip install uv\n", encoding="utf-8")
-    assert run(tool("hadolint"), "--no-color", str(dockerfile)).returncode != 0
+    assert run(repo_tool("hadolint"), "--no-color", str(dockerfile)).returncode != 0
     workflow = tmp_path / "ci.yml"
     workflow.write_text(
         "on: push\npermissions: {}\njobs:\n  a:\n    runs-on: ubuntu-24.04\n"
         "    steps:\n      - uses: actions/checkout@v4\n",
         encoding="utf-8",
     )
-    assert run(tool("zizmor"), "--offline", "--no-progress", str(workflow)).returncode != 0
+    assert run(repo_tool("zizmor"), "--offline", "--no-progress", str(workflow)).returncode != 0

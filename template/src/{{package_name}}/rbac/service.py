@@ -168,7 +168,10 @@ async def role_names(session: AsyncSession, user_id: uuid.UUID) -> list[str]:
 
 async def grant_role(session: AsyncSession, user_id: uuid.UUID, role_name: str) -> bool:
     """Give `user_id` the role; False when they already held it. The caller commits."""
-    role = await get_role(session, role_name)
+    return await _link(session, user_id, await get_role(session, role_name))
+
+
+async def _link(session: AsyncSession, user_id: uuid.UUID, role: Role) -> bool:
     held = await session.scalar(
         select(func.count())
         .select_from(user_roles)
@@ -180,6 +183,13 @@ async def grant_role(session: AsyncSession, user_id: uuid.UUID, role_name: str) 
     return True
 
 
+async def _role_within(session: AsyncSession, held: frozenset[str], role_name: str) -> Role:
+    """The role, if handing it out (or taking it away) grants nothing beyond `held`."""
+    role = await get_role(session, role_name)
+    refuse_escalation((permission.name for permission in role.permissions), held)
+    return role
+
+
 async def assign_role(
     session: AsyncSession,
     meta: RequestMeta,
@@ -188,10 +198,9 @@ async def assign_role(
     user_id: uuid.UUID,
     role_name: str,
 ) -> None:
-    role = await get_role(session, role_name)
-    refuse_escalation((permission.name for permission in role.permissions), held)
+    role = await _role_within(session, held, role_name)
     try:
-        granted = await grant_role(session, user_id, role_name)
+        granted = await _link(session, user_id, role)
     except IntegrityError:  # a concurrent grant of the same role
         await session.rollback()
         return
@@ -215,8 +224,7 @@ async def revoke_role(
     user_id: uuid.UUID,
     role_name: str,
 ) -> None:
-    role = await get_role(session, role_name)
-    refuse_escalation((permission.name for permission in role.permissions), held)
+    role = await _role_within(session, held, role_name)
     if role.name == ADMIN_ROLE and await is_last_admin(session, user_id):
         raise LastAdmin()
     result = await session.execute(
