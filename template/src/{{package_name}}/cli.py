@@ -35,7 +35,9 @@ def _settings() -> Settings:
 
 @app.command()
 def migrate(
-    revision: Annotated[str, typer.Argument(help="Target revision")] = "head",
+    revision: Annotated[
+        str, typer.Argument(help="Target revision; every branch's head by default")
+    ] = "heads",
 ) -> None:
     """Apply the database migrations to DATABASE_URL."""
     from .migrations import upgrade

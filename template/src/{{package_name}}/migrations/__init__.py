@@ -19,7 +19,9 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
+def upgrade(database_url: str, revision: str = "heads") -> None:
+    """Apply migrations; by default every head: the template's chain (branch label `rampart`),
+    each optional feature's branch, and the team's own branch (e.g. `app`)."""
     command.upgrade(alembic_config(database_url), revision)
 
 

@@ -16,7 +16,8 @@ from sqlalchemy.dialects import mysql
 
 revision: str = "0001"
 down_revision: str | None = None
-branch_labels: str | Sequence[str] | None = None
+# Core revisions are one chain from here; "rampart@head" names its newest revision.
+branch_labels: str | Sequence[str] | None = ("rampart",)
 depends_on: str | Sequence[str] | None = None
 
 # A frozen copy of the catalogue as of this revision: later revisions add, never edit.
