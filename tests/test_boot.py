@@ -106,18 +106,49 @@ def test_migrate_is_idempotent(
     assert_ok(again)
 
 
+# What a developer's shell and `.env` may hold while they run the generated suite: settings
+# that would break it if they reached the tests (production mode, a database that does not
+# exist, throttles of one request an hour, docs off).
+CALLER_EXPORTS = {
+    "ENVIRONMENT": "production",
+    "SECRET_KEY": "exported-secret-key-exported-secret-key-0123456789",
+    "DATABASE_URL": "sqlite:////nonexistent/exported.db",
+    "REDIS_URL": "redis://127.0.0.1:1/0",
+    "CORS_ORIGINS": "*",
+    "CORS_ALLOW_CREDENTIALS": "true",
+    "RATE_LIMIT_AUTH": "1/hour",
+}
+CALLER_DOTENV = (
+    "ENVIRONMENT=production\n"
+    "SECRET_KEY=dotenv-secret-key-dotenv-secret-key-0123456789\n"
+    "DATABASE_URL=sqlite:////nonexistent/dotenv.db\n"
+    "DEBUG=true\n"
+    "TRUSTED_HOSTS=elsewhere.example\n"
+    "REGISTRATION_ENABLED=false\n"
+    "RATE_LIMIT_DEFAULT=1/hour\n"
+    "DOCS_ENABLED=false\n"
+)
+
+
 def test_generated_suite_passes_against_a_freshly_migrated_database(
     installed: Path, answers: dict[str, Any], migrated_database: str
 ) -> None:
-    env = project_env(TEST_DATABASE_URL=migrated_database)
+    """...whatever the caller exported or wrote into `.env` (the suite is hermetic)."""
+    env = project_env(TEST_DATABASE_URL=migrated_database, **CALLER_EXPORTS)
     if answers["rate_limit_backend"] == "redis":
         env["TEST_REDIS_URL"] = REDIS_URL
-    result = run(
-        ["uv", "run", "pytest", "--cov", "-q", "-x", "-p", "no:cacheprovider"],
-        cwd=installed,
-        env=env,
-        timeout=SUITE_TIMEOUT,
-    )
+    dotenv = installed / ".env"
+    assert not dotenv.exists(), "the shared install must not carry a .env"
+    dotenv.write_text(CALLER_DOTENV, encoding="utf-8")
+    try:
+        result = run(
+            ["uv", "run", "pytest", "--cov", "-q", "-x", "-p", "no:cacheprovider"],
+            cwd=installed,
+            env=env,
+            timeout=SUITE_TIMEOUT,
+        )
+    finally:
+        dotenv.unlink()  # the other tests of this install run the service with their own env
     assert result.returncode == 0, describe(result, tail=120)
     summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
     passed = re.search(r"\b(\d+) passed\b", summary)
