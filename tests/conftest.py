@@ -8,6 +8,7 @@ only falls back to HEAD (and the dirty work tree) while the repository has no ta
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
@@ -23,26 +24,82 @@ from typing import Any
 
 import copier
 import pytest
+import yaml
 from copier.errors import DirtyLocalWarning
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Every combination of answers that this release supports, by name. Adding a variant is one
-# line; every render check and the boot test pick it up. Unsupported combinations are listed
-# in test_render.py, each with the reason copier gives for refusing it.
-SUPPORTED_VARIANTS: dict[str, dict[str, Any]] = {
-    "compose-sqlite-memory": {},
-    "compose-sqlite-redis": {"rate_limit_backend": "redis"},
-    "compose-postgresql-memory": {"database": "postgresql"},
-    "compose-postgresql-redis": {"database": "postgresql", "rate_limit_backend": "redis"},
-    "compose-mysql-memory": {"database": "mysql"},
-    "compose-mysql-redis": {"database": "mysql", "rate_limit_backend": "redis"},
-    "kubernetes-postgresql-redis": {
-        "deploy_target": "kubernetes",
-        "database": "postgresql",
-        "rate_limit_backend": "redis",
-    },
-}
+# ---------------------------------------------------------------------------- variants
+# Every valid combination of the choice questions is a supported variant: the combinations are
+# built from the values copier.yml offers, minus the explicit lists below. Each is rendered and
+# linted by the fast tier; BOOTED_VARIANTS, a covering set of them, is installed and booted.
+CHOICE_QUESTIONS = ("deploy_target", "database", "rate_limit_backend", "ai_features")
+
+# Combinations copier refuses (each with its reason in copier.yml and in test_render.REFUSED):
+# a supported variant matches none of them.
+UNSUPPORTED: tuple[dict[str, Any], ...] = (
+    {"deploy_target": "kubernetes", "database": "sqlite"},  # data on one pod's disk
+    {"deploy_target": "kubernetes", "rate_limit_backend": "memory"},  # limits counted per pod
+)
+
+# Values copier.yml refuses as "not available yet". The release that builds one deletes it here
+# (and its `validator` in copier.yml); its combinations then join SUPPORTED_VARIANTS.
+NOT_YET_AVAILABLE: dict[str, tuple[str, ...]] = {"ai_features": ("chat", "documents")}
+
+
+def choice_values(question: str) -> list[Any]:
+    """The values copier.yml offers for a choice question, in its order."""
+    config = yaml.safe_load((REPO / "copier.yml").read_text(encoding="utf-8"))
+    values = []
+    for choice in config[question]["choices"].values():
+        values.append(choice["value"] if isinstance(choice, dict) else choice)
+    return values
+
+
+def question_domains() -> dict[str, list[Any]]:
+    """Every answer a choice question can take in this release (a multiselect: each subset)."""
+    domains: dict[str, list[Any]] = {}
+    for question in CHOICE_QUESTIONS:
+        values = [
+            value
+            for value in choice_values(question)
+            if value not in NOT_YET_AVAILABLE.get(question, ())
+        ]
+        if question == "ai_features":
+            domains[question] = [
+                list(subset)
+                for size in range(len(values) + 1)
+                for subset in itertools.combinations(values, size)
+            ]
+        else:
+            domains[question] = values
+    return domains
+
+
+def variant_name(answers: Mapping[str, Any]) -> str:
+    """`<deploy>-<db>-<backend>[-chat][-documents]`."""
+    parts = [answers["deploy_target"], answers["database"], answers["rate_limit_backend"]]
+    return "-".join([*parts, *answers["ai_features"]])
+
+
+def is_unsupported(answers: Mapping[str, Any]) -> bool:
+    return any(
+        all(answers[key] == value for key, value in pattern.items()) for pattern in UNSUPPORTED
+    )
+
+
+def supported_combinations() -> dict[str, dict[str, Any]]:
+    """Every valid combination by name, as the choice answers that differ from the defaults."""
+    domains = question_domains()
+    found = {}
+    for values in itertools.product(*(domains[question] for question in CHOICE_QUESTIONS)):
+        answers = dict(zip(CHOICE_QUESTIONS, values, strict=True))
+        if not is_unsupported(answers):
+            found[variant_name(answers)] = {
+                key: value for key, value in answers.items() if value != DEFAULT_ANSWERS[key]
+            }
+    return found
+
 
 # What `copier copy --defaults` answers; a variant's answers are these plus its overrides.
 DEFAULT_ANSWERS: dict[str, Any] = {
@@ -57,6 +114,20 @@ DEFAULT_ANSWERS: dict[str, Any] = {
     "rate_limit_backend": "memory",
     "ai_features": [],
 }
+
+SUPPORTED_VARIANTS: dict[str, dict[str, Any]] = supported_combinations()
+
+# The variants the slow tier installs and boots: a covering set in which every pair of answers
+# that some supported variant has appears at least once (tests/test_variants.py proves it). Each
+# boot costs minutes of CI: cover a new pair by changing a variant here before adding one.
+BOOTED_VARIANTS: tuple[str, ...] = (
+    "compose-sqlite-memory",
+    "compose-sqlite-redis",
+    "compose-postgresql-memory",
+    "compose-mysql-memory",
+    "kubernetes-postgresql-redis",
+    "kubernetes-mysql-redis",
+)
 
 # Settings of the generated service (and of its tests) that must not leak from the shell
 # that runs this suite into a rendered project's commands.
@@ -277,6 +348,13 @@ def project_cache(tmp_path_factory: pytest.TempPathFactory) -> ProjectCache:
 @pytest.fixture(scope="session", params=list(SUPPORTED_VARIANTS))
 def supported_variant(request: pytest.FixtureRequest) -> str:
     """Name of a supported variant; a test using it runs once per supported variant."""
+    name: str = request.param
+    return name
+
+
+@pytest.fixture(scope="session", params=list(BOOTED_VARIANTS))
+def booted_variant(request: pytest.FixtureRequest) -> str:
+    """Name of a variant of the booted covering set; a test using it runs once per such variant."""
     name: str = request.param
     return name
 

@@ -1,5 +1,6 @@
-"""Slow tier: each supported variant installs, type-checks, migrates, passes its own suite, and
-serves a real HTTP flow in production mode until SIGTERM ends it cleanly.
+"""Slow tier: each variant of the booted covering set (conftest.BOOTED_VARIANTS) installs,
+type-checks, migrates, passes its own suite, and serves a real HTTP flow in production mode until
+SIGTERM ends it cleanly.
 
 Servers bind 127.0.0.1 only. Each test gets fresh, uniquely named databases.
 """
@@ -49,13 +50,13 @@ pytestmark = pytest.mark.slow
 
 # ---------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
-def installed(project_cache: ProjectCache, supported_variant: str) -> Path:
-    return project_cache.installed(supported_variant)
+def installed(project_cache: ProjectCache, booted_variant: str) -> Path:
+    return project_cache.installed(booted_variant)
 
 
 @pytest.fixture(scope="module")
-def answers(supported_variant: str) -> dict[str, Any]:
-    return variant_answers(supported_variant)
+def answers(booted_variant: str) -> dict[str, Any]:
+    return variant_answers(booted_variant)
 
 
 @pytest.fixture

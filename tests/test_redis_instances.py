@@ -34,7 +34,7 @@ from servers import (
 
 pytestmark = pytest.mark.slow
 
-VARIANT = "compose-postgresql-redis"
+VARIANT = "kubernetes-postgresql-redis"  # booted too, so its install is shared
 AUTH_LIMIT = 8
 RECOVERY_TIMEOUT = 30.0
 

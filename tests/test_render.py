@@ -32,32 +32,27 @@ from conftest import (
     variant_answers,
 )
 
-# Values copier.yml does not offer yet are unlocked by overriding its computed
-# `unavailable_values`, so a combination check is about the combination, not availability.
-UNLOCK: dict[str, Any] = {"unavailable_values": []}
-
 # Each refused combination with the texts its message must contain: what is wrong, and what
 # to pick instead. Adding a case is one line.
+KUBERNETES_SQLITE = {"deploy_target": "kubernetes", "database": "sqlite"}
+KUBERNETES_MEMORY = {"deploy_target": "kubernetes", "rate_limit_backend": "memory"}
 REFUSED: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     "chat-not-yet": ({"ai_features": ["chat"]}, ("ai_features=chat", "leave it unselected")),
     "documents-not-yet": ({"ai_features": ["documents"]}, ("ai_features=documents",)),
     "kubernetes+sqlite": (
-        {
-            **UNLOCK,
-            "deploy_target": "kubernetes",
-            "database": "sqlite",
-            "rate_limit_backend": "redis",
-        },
+        {**KUBERNETES_SQLITE, "rate_limit_backend": "redis"},
         ("one pod's disk", "choose postgresql or mysql"),
     ),
     "kubernetes+memory": (
-        {
-            **UNLOCK,
-            "deploy_target": "kubernetes",
-            "database": "postgresql",
-            "rate_limit_backend": "memory",
-        },
+        {**KUBERNETES_MEMORY, "database": "postgresql"},
         ("counted per pod", "choose redis"),
+    ),
+    # No hidden value unlocks a refusal: the old `unavailable_values` switch and the old list of
+    # refused package names are gone (the names live inside package_name's validator).
+    "old-unlock-switch": ({"unavailable_values": [], "ai_features": ["chat"]}, ("ai_features=chat",)),
+    "old-forbidden-names": (
+        {"forbidden_package_names": [], "package_name": "json"},
+        ("shadows a standard-library",),
     ),
     "package-shadows-stdlib": ({"package_name": "json"}, ("shadows a standard-library", "json_")),
     "package-is-keyword": ({"package_name": "class"}, ("Python keyword",)),
@@ -518,9 +513,72 @@ def test_unsupported_combination_is_refused(
     assert result.exit_code != 0, f"{answers} rendered, but must be refused"
     assert result.project_dir is None
     message = str(result.exception)
-    assert "Validation error for question" in message, message
+    assert re.search(r"Validation error for question|Invalid choice for", message), message
     for text in expected:
         assert text in message, f"{text!r} not in {message!r}"
+
+
+# A valid project, the change of answers that makes it refused, and the reason copier must give.
+REFUSED_CHANGES = {
+    "kubernetes+sqlite": ({"deploy_target": "kubernetes"}, {"database": "sqlite"}, "one pod's disk"),
+    "kubernetes+memory": (
+        {"deploy_target": "kubernetes"},
+        {"rate_limit_backend": "memory"},
+        "counted per pod",
+    ),
+    "chat-not-yet": ({}, {"ai_features": ["chat"]}, "ai_features=chat is not available yet"),
+}
+
+
+@pytest.mark.parametrize("path", ["data", "data-file", "update-replay"])
+@pytest.mark.parametrize(
+    ("valid", "change", "reason"), list(REFUSED_CHANGES.values()), ids=list(REFUSED_CHANGES)
+)
+def test_refusal_holds_on_every_path(
+    template_snapshot: Path,
+    tmp_path: Path,
+    path: str,
+    valid: dict[str, Any],
+    change: dict[str, Any],
+    reason: str,
+) -> None:
+    """`-d`, `--data-file` and the replay of recorded answers by `copier update` all refuse (the
+    interactive menu is tests/test_prompts.py)."""
+    copier_cli = repo_tool("copier")
+    project = tmp_path / "project"
+    if path == "data":
+        with pytest.raises(ValueError, match=re.escape(reason)):
+            render(project, {**valid, **change}, template=template_snapshot)
+        assert not project.exists()
+        return
+    if path == "data-file":
+        data_file = tmp_path / "answers.yml"
+        data_file.write_text(yaml.safe_dump({**valid, **change}), encoding="utf-8")
+        result = run(
+            [copier_cli, "copy", "--defaults", "--vcs-ref", "HEAD", "--data-file", data_file,
+             template_snapshot, project],
+        )  # fmt: skip
+        assert result.returncode != 0 and reason in result.stderr, result.stderr[-2000:]
+        assert not project.exists()
+        return
+    render(project, valid, template=template_snapshot)
+    answers_file = project / ".copier-answers.yml"
+    recorded = yaml.safe_load(answers_file.read_text(encoding="utf-8"))
+    answers_file.write_text(yaml.safe_dump({**recorded, **change}), encoding="utf-8")
+    git("init", "--quiet", cwd=project)
+    git("add", "--all", cwd=project)
+    git("commit", "--quiet", "--no-verify", "-m", "answers edited by hand", cwd=project)
+    before = tree_snapshot(project)
+    result = run([copier_cli, "update", "--defaults", "--vcs-ref", "HEAD"], cwd=project)
+    assert result.returncode != 0 and reason in result.stderr, result.stderr[-2000:]
+    assert tree_snapshot(project) == before, "a refused update changed the project"
+
+
+def test_computed_values_cannot_be_set(tmp_path: Path) -> None:
+    """`-d` and `--data-file` give `data`: a computed value given there is refused."""
+    with pytest.raises(ValueError, match="database_url_default is computed from database"):
+        render(tmp_path / "p", {"database": "postgresql", "database_url_default": "sqlite://"})
+    assert not (tmp_path / "p").exists()
 
 
 @pytest.mark.parametrize(
