@@ -49,7 +49,10 @@ REFUSED: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     ),
     # No hidden value unlocks a refusal: the old `unavailable_values` switch and the old list of
     # refused package names are gone (the names live inside package_name's validator).
-    "old-unlock-switch": ({"unavailable_values": [], "ai_features": ["chat"]}, ("ai_features=chat",)),
+    "old-unlock-switch": (
+        {"unavailable_values": [], "ai_features": ["chat"]},
+        ("ai_features=chat",),
+    ),
     "old-forbidden-names": (
         {"forbidden_package_names": [], "package_name": "json"},
         ("shadows a standard-library",),
@@ -520,7 +523,11 @@ def test_unsupported_combination_is_refused(
 
 # A valid project, the change of answers that makes it refused, and the reason copier must give.
 REFUSED_CHANGES = {
-    "kubernetes+sqlite": ({"deploy_target": "kubernetes"}, {"database": "sqlite"}, "one pod's disk"),
+    "kubernetes+sqlite": (
+        {"deploy_target": "kubernetes"},
+        {"database": "sqlite"},
+        "one pod's disk",
+    ),
     "kubernetes+memory": (
         {"deploy_target": "kubernetes"},
         {"rate_limit_backend": "memory"},
@@ -558,7 +565,8 @@ def test_refusal_holds_on_every_path(
             [copier_cli, "copy", "--defaults", "--vcs-ref", "HEAD", "--data-file", data_file,
              template_snapshot, project],
         )  # fmt: skip
-        assert result.returncode != 0 and reason in result.stderr, result.stderr[-2000:]
+        assert result.returncode != 0, result.stderr[-2000:]
+        assert reason in result.stderr, result.stderr[-2000:]
         assert not project.exists()
         return
     render(project, valid, template=template_snapshot)
@@ -570,7 +578,8 @@ def test_refusal_holds_on_every_path(
     git("commit", "--quiet", "--no-verify", "-m", "answers edited by hand", cwd=project)
     before = tree_snapshot(project)
     result = run([copier_cli, "update", "--defaults", "--vcs-ref", "HEAD"], cwd=project)
-    assert result.returncode != 0 and reason in result.stderr, result.stderr[-2000:]
+    assert result.returncode != 0, result.stderr[-2000:]
+    assert reason in result.stderr, result.stderr[-2000:]
     assert tree_snapshot(project) == before, "a refused update changed the project"
 
 
