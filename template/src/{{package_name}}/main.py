@@ -107,7 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await anyio.to_thread.run_sync(upgrade, settings.database_url)
         limiter = RateLimiter(
             settings,
-            ratelimit_storage.storage_uri(settings),
+            ratelimit_storage.create_storage(settings, metrics),
             fail_closed=ratelimit_storage.fail_closed(settings),
             metrics=metrics,
         )
