@@ -91,8 +91,14 @@ class TooManyRequests(ProblemError):
     code = "rate_limited"
     detail = "Too many requests; retry later."
 
-    def __init__(self, retry_after: int, detail: str | None = None) -> None:
-        super().__init__(detail, headers={"Retry-After": str(max(retry_after, 1))})
+    def __init__(
+        self,
+        retry_after: int,
+        detail: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail, headers={**(headers or {}), "Retry-After": str(max(retry_after, 1))})
 
 
 class ServiceUnavailable(ProblemError):

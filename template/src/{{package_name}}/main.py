@@ -30,6 +30,7 @@ from .middleware.proxy import ClientIPMiddleware
 from .middleware.rate_limit import RateLimitMiddleware
 from .middleware.request_context import RequestContextMiddleware
 from .middleware.security_headers import SecurityHeadersMiddleware
+from .middleware.server_errors import ServerErrorMiddleware
 from .middleware.trusted_hosts import TrustedHostMiddleware
 from .observability import configure_logging, metrics_router
 from .paths import API_PREFIX, HEALTH_PATHS
@@ -54,6 +55,7 @@ def _middleware(settings: Settings, metrics: Metrics, codec: AccessTokenCodec) -
             docs_prefix=DOCS_PATH if settings.docs_on else None,
             docs_csp=DOCS_CSP,
         ),
+        Middleware(ServerErrorMiddleware),  # inside the headers and the request context
         Middleware(
             TrustedHostMiddleware,
             allowed=settings.trusted_hosts or ["localhost", "127.0.0.1", "::1"],
