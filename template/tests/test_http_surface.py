@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import httpx
 import pytest
 
 from .conftest import PASSWORD, Harness
@@ -43,13 +43,13 @@ async def test_errors_are_problem_details_without_internals(harness: Harness) ->
 
 
 async def test_unexpected_errors_are_500_problems_with_headers_and_request_id(
-    harness: Harness, capsys: pytest.CaptureFixture[str]
+    harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def explode() -> None:
         raise RuntimeError("secret internal detail")
 
     harness.app.add_api_route("/explode", explode)
-    capsys.readouterr()
+    caplog.clear()
     # The app answers itself: nothing reaches the transport to be re-raised.
     response = await harness.client.get("/explode", headers={"X-Request-ID": "boom-1"})
     assert response.status_code == 500
@@ -62,7 +62,9 @@ async def test_unexpected_errors_are_500_problems_with_headers_and_request_id(
     assert response.headers["strict-transport-security"].startswith("max-age=")
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["cache-control"] == "no-store"
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line[:1] == "{"]
+    formatter = logging.getLogger().handlers[0].formatter
+    assert formatter is not None
+    lines = [json.loads(formatter.format(record)) for record in caplog.records]
     error = next(line for line in lines if line["event"] == "unhandled_error")
     assert error["request_id"] == "boom-1"
     assert "RuntimeError" in error["exception"]

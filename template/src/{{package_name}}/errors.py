@@ -98,7 +98,8 @@ class TooManyRequests(ProblemError):
         *,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(detail, headers={**(headers or {}), "Retry-After": str(max(retry_after, 1))})
+        retry = {"Retry-After": str(max(retry_after, 1))}
+        super().__init__(detail, headers={**(headers or {}), **retry})
 
 
 class ServiceUnavailable(ProblemError):

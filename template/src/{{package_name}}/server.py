@@ -42,9 +42,7 @@ class HeadTimeoutH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
     def _arm_head_deadline(self) -> None:
-        self._head_deadline = self.loop.call_later(
-            self.head_timeout_seconds, self._head_timed_out
-        )
+        self._head_deadline = self.loop.call_later(self.head_timeout_seconds, self._head_timed_out)
 
     def _disarm_head_deadline(self) -> None:
         if self._head_deadline is not None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .config import Settings
 
-# An estimate of the bits in a secret, from how evenly its characters are spread: 32 × "a" has
+# An estimate of the bits in a secret, from how evenly its characters are spread: 32 times "a" has
 # none, `secrets.token_hex(16)` about 120, `secrets.token_urlsafe(48)` about 350.
 MIN_SECRET_BITS = 100
 MIN_TOKEN_CHARS = 32
