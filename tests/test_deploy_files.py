@@ -275,8 +275,8 @@ def test_dockerfile_runs_non_root_with_exec_form_healthcheck(
         line.strip() for line in text.splitlines() if line.strip() and not line.startswith(" ")
     ]
     stages = [line for line in instructions if line.startswith("FROM ")]
-    assert stages == ["FROM python:3.11-slim AS builder", "FROM python:3.11-slim AS runtime"]
-    runtime = text[text.index("FROM python:3.11-slim AS runtime") :]
+    assert stages == ["FROM ${PYTHON_IMAGE} AS builder", "FROM ${PYTHON_IMAGE} AS runtime"]
+    runtime = text[text.index("FROM ${PYTHON_IMAGE} AS runtime") :]
     assert [line for line in instructions if line.startswith("USER ")] == ["USER 10001:10001"]
     assert "PYTHONDONTWRITEBYTECODE=1" in runtime
     assert "UV_COMPILE_BYTECODE=1" in text
