@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
@@ -33,9 +33,11 @@ from .middleware.security_headers import SecurityHeadersMiddleware
 from .middleware.server_errors import ServerErrorMiddleware
 from .middleware.trusted_hosts import TrustedHostMiddleware
 from .observability import configure_logging, metrics_router
+from .openapi import install_openapi
 from .paths import API_PREFIX, HEALTH_PATHS
 from .ratelimit import RateLimiter
 from .rbac.router import router as rbac_router
+from .text import refuse_nul_parameters
 from .users.router import router as users_router
 
 # Endpoints that take credentials or send mail: the strict `auth` policy, per client IP.
@@ -135,12 +137,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
         openapi_url=OPENAPI_PATH if settings.docs_on else None,
         middleware=_middleware(settings, metrics, codec),
+        dependencies=[Depends(refuse_nul_parameters)],  # and bodies: schemas.InputModel
         debug=False,  # tracebacks never leave the process; DEBUG only raises log verbosity
     )
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.token_codec = codec
     install_exception_handlers(app)
+    install_openapi(app)
 
     routers = [auth_router, users_router, rbac_router, audit_router, health_router, metrics_router]
     if settings.docs_on:
