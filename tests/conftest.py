@@ -134,7 +134,7 @@ BOOTED_VARIANTS: tuple[str, ...] = (
 _SERVICE_SETTINGS = re.compile(
     r"^(ENVIRONMENT|DEBUG|DATABASE_URL|SECRET_KEY|PREVIOUS_SECRET_KEYS|REDIS_URL|TRUSTED_HOSTS"
     r"|TRUSTED_PROXIES|CORS_.*|DOCS_ENABLED|AUTO_MIGRATE|METRICS_TOKEN|LOG_.*|DB_.*"
-    r"|RATE_LIMIT_.*|SMTP_.*|JWT_.*|TEST_.*)$"
+    r"|RATE_LIMIT_.*|SMTP_.*|JWT_.*|SERVER_.*|TEST_.*)$"
 )
 # Variables that would point uv at this repository's environment instead of the project's.
 _FOREIGN_ENVIRONMENT = {"VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT", "PYTHONPATH", "PYTHONHOME"}

@@ -56,6 +56,7 @@ KUBERNETES_VERSIONS = ("1.31.0", "1.37.0")
 ALLOWED_CHECKOV_SKIPS = {
     "CKV_K8S_35",  # settings come from environment variables (pydantic-settings)
     "CKV_K8S_43",  # the digest is pinned per overlay with kustomize `images:`
+    "CKV_DOCKER_7",  # stages start from the PYTHON_IMAGE argument; its default is pinned
 }
 
 PINNED_USES = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d+\.\d+\.\d+$")
@@ -275,8 +276,8 @@ def test_dockerfile_runs_non_root_with_exec_form_healthcheck(
         line.strip() for line in text.splitlines() if line.strip() and not line.startswith(" ")
     ]
     stages = [line for line in instructions if line.startswith("FROM ")]
-    assert stages == ["FROM python:3.11-slim AS builder", "FROM python:3.11-slim AS runtime"]
-    runtime = text[text.index("FROM python:3.11-slim AS runtime") :]
+    assert stages[1:] == ["FROM ${PYTHON_IMAGE} AS builder", "FROM ${PYTHON_IMAGE} AS runtime"]
+    runtime = text[text.index("FROM ${PYTHON_IMAGE} AS runtime") :]
     assert [line for line in instructions if line.startswith("USER ")] == ["USER 10001:10001"]
     assert "PYTHONDONTWRITEBYTECODE=1" in runtime
     assert "UV_COMPILE_BYTECODE=1" in text
@@ -607,7 +608,7 @@ def test_overlay_wires_namespace_probes_secrets_and_traffic(
     deployment = one(docs, "Deployment")
     pod = deployment["spec"]["template"]["spec"]
     container = pod["containers"][0]
-    assert container["image"] == f"registry.example.com/{SLUG}:0.1.0"
+    assert re.fullmatch(rf"registry\.example\.com/{SLUG}@sha256:[0-9a-f]{{64}}", container["image"])
     assert container["startupProbe"]["httpGet"]["path"] == "/health/live"
     assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
     assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
@@ -663,31 +664,128 @@ def test_overlay_wires_namespace_probes_secrets_and_traffic(
         for port in rule["ports"]
     }
     database_port = 3306 if VARIANTS[variant]["database"] == "mysql" else 5432
+    smtp_port = int(config_map["data"]["SMTP_PORT"])
     assert ingress_ports == {8000}
-    assert egress_ports == {53, database_port, 6379}
+    assert egress_ports == {53, database_port, 6379, smtp_port}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("variant", KUBERNETES_VARIANTS)
+def test_overlays_pin_the_image_by_digest(
+    rendered: dict[str, Path],
+    built_overlays: dict[tuple[str, str], str],
+    variant: str,
+    overlay: str,
+) -> None:
+    """The checkov skip of CKV_K8S_43 says "each overlay pins the digest": it does."""
+    kustomization = load_yaml(
+        rendered[variant] / "deploy" / "overlays" / overlay / "kustomization.yaml"
+    )
+    (image,) = kustomization["images"]
+    assert "newTag" not in image
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", image["digest"])
+    images = {
+        doc["spec"]["template"]["spec"]["containers"][0]["image"]
+        for doc in manifests(built_overlays[variant, overlay])
+        if doc["kind"] in ("Deployment", "Job")
+    }
+    assert images == {f"registry.example.com/{SLUG}@{image['digest']}"}
 
 
 @pytest.mark.parametrize("variant", KUBERNETES_VARIANTS)
-def test_overlay_can_pin_the_image_by_digest(rendered: dict[str, Path], variant: str) -> None:
-    overlay = rendered[variant] / "deploy" / "overlays" / "production"
-    kustomization_path = overlay / "kustomization.yaml"
-    original = kustomization_path.read_text(encoding="utf-8")
-    kustomization = yaml.safe_load(original)
-    digest = "sha256:" + "0" * 64
-    image = kustomization["images"][0]
-    del image["newTag"]
-    image["digest"] = digest
-    try:
-        kustomization_path.write_text(yaml.safe_dump(kustomization), encoding="utf-8")
-        docs = manifests(build_overlay(rendered[variant], "production"))
-    finally:
-        kustomization_path.write_text(original, encoding="utf-8")
-    images = {
-        doc["spec"]["template"]["spec"]["containers"][0]["image"]
-        for doc in docs
-        if doc["kind"] in ("Deployment", "Job")
+def test_smtp_egress_port_is_the_configured_smtp_port(
+    rendered: dict[str, Path], variant: str
+) -> None:
+    """Mail can leave the cluster: the policy's SMTP rule, the ConfigMap and the service's
+    default agree on one port."""
+    project = rendered[variant]
+    base = load_yaml(project / "deploy" / "base" / "kustomization.yaml")
+    literals = dict(item.split("=", 1) for item in base["configMapGenerator"][0]["literals"])
+    config = (project / "src" / "my_service" / "config.py").read_text(encoding="utf-8")
+    default = re.search(r"^    smtp_port: int = (\d+)$", config, re.MULTILINE)
+    assert default is not None
+    assert literals["SMTP_PORT"] == default.group(1)
+    policies = [
+        doc
+        for doc in yaml.safe_load_all(
+            (project / "deploy" / "base" / "networkpolicy.yaml").read_text(encoding="utf-8")
+        )
+        if doc["metadata"]["name"].endswith("allow-egress")
+    ]
+    ports = {port["port"] for rule in policies[0]["spec"]["egress"] for port in rule["ports"]}
+    assert int(literals["SMTP_PORT"]) in ports
+
+
+# ---------------------------------------------------------------------------- supply chain
+UV_SYNC = re.compile(r"\buv sync\b[^\n]*")
+UV_EXPORT = re.compile(r"\buv export\b[^\n]*")
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_image_builds_only_from_the_committed_lock(rendered: dict[str, Path], variant: str) -> None:
+    dockerfile = (rendered[variant] / "Dockerfile").read_text(encoding="utf-8")
+    syncs = UV_SYNC.findall(dockerfile)
+    assert len(syncs) == 2
+    assert all("--locked" in sync for sync in syncs), syncs
+    # No glob and no fallback: a missing uv.lock fails the COPY, loudly.
+    assert re.search(r"^COPY pyproject\.toml uv\.lock \./$", dockerfile, re.MULTILINE)
+    assert "uv.lock*" not in dockerfile
+    assert "if [ -f uv.lock ]" not in dockerfile
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_base_images_are_pinned_by_digest_and_overridable(
+    rendered: dict[str, Path], variant: str
+) -> None:
+    dockerfile = (rendered[variant] / "Dockerfile").read_text(encoding="utf-8")
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)$", dockerfile, re.MULTILINE))
+    froms = re.findall(r"^FROM (\S+)(?: AS (\S+))?$", dockerfile, re.MULTILINE)
+    # A literal, digest-pinned line (what Dependabot updates), then the build argument that
+    # defaults to it: both stages run on the pinned image unless a build overrides it.
+    pinned, builder, runtime = froms
+    assert re.fullmatch(r"python:3\.11-slim@sha256:[0-9a-f]{64}", pinned[0])
+    assert args["PYTHON_IMAGE"] == pinned[1]
+    assert builder == ("${PYTHON_IMAGE}", "builder")
+    assert runtime == ("${PYTHON_IMAGE}", "runtime")
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_ci_installs_audits_and_describes_exactly_the_lock(
+    rendered: dict[str, Path], variant: str
+) -> None:
+    workflow = (rendered[variant] / ".github" / "workflows" / "ci.yml").read_text(encoding="utf-8")
+    syncs = UV_SYNC.findall(workflow)
+    assert syncs
+    assert all("--locked" in sync for sync in syncs), syncs
+    exports = UV_EXPORT.findall(workflow)
+    assert exports
+    assert all("--locked" in export and "--no-dev" in export for export in exports)
+    assert any("--format cyclonedx1.5" in export for export in exports)
+    audit = next(line for line in workflow.splitlines() if "pip-audit" in line and "uvx" in line)
+    requirements = next(e for e in exports if "requirements-txt" in e).split("--output-file ")[1]
+    assert f"--requirement {requirements.split()[0]}" in audit
+    assert "--disable-pip" in audit  # nothing resolved again: the hashed, locked set only
+    steps = [
+        step
+        for job in load_yaml(rendered[variant] / ".github" / "workflows" / "ci.yml")[
+            "jobs"
+        ].values()
+        for step in job["steps"]
+    ]
+    sbom_uploads = [s for s in steps if s.get("uses", "").startswith("actions/upload-artifact@")]
+    assert [step["with"]["path"] for step in sbom_uploads] == ["sbom.cdx.json"]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_dependabot_updates_every_pin(rendered: dict[str, Path], variant: str) -> None:
+    config = load_yaml(rendered[variant] / ".github" / "dependabot.yml")
+    assert config["version"] == 2
+    assert {update["package-ecosystem"] for update in config["updates"]} == {
+        "uv",
+        "docker",
+        "github-actions",
     }
-    assert images == {f"registry.example.com/{SLUG}@{digest}"}
+    assert all(update["directory"] == "/" for update in config["updates"])
 
 
 @pytest.mark.parametrize("variant", KUBERNETES_VARIANTS)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import httpx
+import pytest
 
 from .conftest import PASSWORD, Harness
 
@@ -40,18 +42,34 @@ async def test_errors_are_problem_details_without_internals(harness: Harness) ->
     assert wrong_method.json()["code"] == "method_not_allowed"
 
 
-async def test_unexpected_errors_are_500_problems_without_traceback(harness: Harness) -> None:
+async def test_unexpected_errors_are_500_problems_with_headers_and_request_id(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
     async def explode() -> None:
         raise RuntimeError("secret internal detail")
 
     harness.app.add_api_route("/explode", explode)
-    transport = httpx.ASGITransport(app=harness.app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
-        response = await client.get("/explode")
+    caplog.clear()
+    # The app answers itself: nothing reaches the transport to be re-raised.
+    response = await harness.client.get("/explode", headers={"X-Request-ID": "boom-1"})
     assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["code"] == "internal_error"
     assert "secret internal detail" not in response.text
     assert "Traceback" not in response.text
+    assert response.headers["x-request-id"] == "boom-1"
+    assert response.headers["content-security-policy"] == API_CSP
+    assert response.headers["strict-transport-security"].startswith("max-age=")
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["cache-control"] == "no-store"
+    formatter = logging.getLogger().handlers[0].formatter
+    assert formatter is not None
+    lines = [json.loads(formatter.format(record)) for record in caplog.records]
+    error = next(line for line in lines if line["event"] == "unhandled_error")
+    assert error["request_id"] == "boom-1"
+    assert "RuntimeError" in error["exception"]
+    access = next(line for line in lines if line["event"] == "request")
+    assert (access["status"], access["request_id"]) == (500, "boom-1")
 
 
 async def test_malformed_json_is_400(harness: Harness) -> None:

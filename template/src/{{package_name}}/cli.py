@@ -81,6 +81,7 @@ def serve(
     """Run the production server (uvicorn, one process). SIGTERM drains requests and exits 0."""
     import uvicorn
 
+    from . import server
     from .main import create_app
 
     settings = _settings()
@@ -93,6 +94,11 @@ def serve(
         access_log=False,  # RequestContextMiddleware logs each request once
         log_config=None,
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+        # Bounded request heads (size, and so count) and a deadline to send them: server.py.
+        http=server.protocol(settings.server_head_timeout_seconds),
+        h11_max_incomplete_event_size=settings.server_max_header_bytes,
+        timeout_keep_alive=settings.server_keep_alive_seconds,
+        limit_concurrency=settings.server_limit_concurrency,
     )
     # uvicorn re-raises the signal it stopped for once it has drained, so the process would end
     # "killed by SIGTERM"; a drained shutdown is a success, so the re-raised signal is absorbed.

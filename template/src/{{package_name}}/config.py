@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from . import dialect, ratelimit_storage
 from ._project import PROJECT_SLUG
+from .weak_settings import weak_production_settings
 
 PLACEHOLDER_SECRETS = frozenset({"", "secret", "dev", "development", "password", "test"})
 PLACEHOLDER_PREFIXES = ("change", "replace", "example", "your-", "dev-")
@@ -77,12 +78,19 @@ class Settings(ratelimit_storage.StorageSettings, BaseSettings):
     max_request_body_bytes: int = Field(default=1_048_576, ge=1024)
     readiness_timeout_seconds: float = Field(default=1.0, gt=0, le=10)
     shutdown_grace_seconds: int = Field(default=20, ge=1, le=300)
+    # The `serve` command's HTTP server (server.py): request line plus headers at most this
+    # many bytes, sent within this many seconds; idle keep-alive; connections + requests at once.
+    server_max_header_bytes: int = Field(default=65_536, ge=8_192, le=1_048_576)
+    server_head_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    server_keep_alive_seconds: int = Field(default=5, ge=1, le=300)
+    server_limit_concurrency: int = Field(default=1000, ge=10)
 
     rate_limit_default: str = "120/minute"
     rate_limit_auth: str = "60/minute"
     rate_limit_login_failures: str = "5/15 minutes"
     rate_limit_login_failures_per_client: str = "50/15 minutes"
     rate_limit_enabled: bool = True
+    rate_limit_metrics: str = "30/minute"  # per client IP, counted before the token check
 
     metrics_token: SecretStr | None = None
 
@@ -115,6 +123,7 @@ class Settings(ratelimit_storage.StorageSettings, BaseSettings):
         "rate_limit_auth",
         "rate_limit_login_failures",
         "rate_limit_login_failures_per_client",
+        "rate_limit_metrics",
     )
     @classmethod
     def _rate_limit(cls, value: str) -> str:
@@ -153,6 +162,7 @@ class Settings(ratelimit_storage.StorageSettings, BaseSettings):
             problems.append("DOCS_ENABLED must be set explicitly to publish docs in production")
         if not self.trusted_hosts or "*" in self.trusted_hosts:
             problems.append("TRUSTED_HOSTS must list the host names the service answers to")
+        problems += weak_production_settings(self)
         if problems:
             raise ValueError("unsafe production settings: " + "; ".join(problems))
         return self

@@ -13,6 +13,9 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, Operation
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
+from starlette.routing import Match
+
+from .paths import iter_routes
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
@@ -91,8 +94,15 @@ class TooManyRequests(ProblemError):
     code = "rate_limited"
     detail = "Too many requests; retry later."
 
-    def __init__(self, retry_after: int, detail: str | None = None) -> None:
-        super().__init__(detail, headers={"Retry-After": str(max(retry_after, 1))})
+    def __init__(
+        self,
+        retry_after: int,
+        detail: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        retry = {"Retry-After": str(max(retry_after, 1))}
+        super().__init__(detail, headers={**(headers or {}), **retry})
 
 
 class ServiceUnavailable(ProblemError):
@@ -127,7 +137,21 @@ async def _http_exception(request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _STATUS_CODES.get(exc.status_code, "http_error")
     detail = exc.detail if isinstance(exc.detail, str) else None
-    return problem(exc.status_code, code, detail, headers=exc.headers)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(allowed_methods(request))
+    return problem(exc.status_code, code, detail, headers=headers)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of this path answers. Starlette names only the first route's,
+    and FastAPI makes one route per method."""
+    methods: set[str] = set()
+    for route in iter_routes(request.app.routes):
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 async def _validation_error(request: Request, exc: Exception) -> ProblemResponse:

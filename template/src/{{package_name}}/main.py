@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
@@ -30,11 +30,14 @@ from .middleware.proxy import ClientIPMiddleware
 from .middleware.rate_limit import RateLimitMiddleware
 from .middleware.request_context import RequestContextMiddleware
 from .middleware.security_headers import SecurityHeadersMiddleware
+from .middleware.server_errors import ServerErrorMiddleware
 from .middleware.trusted_hosts import TrustedHostMiddleware
 from .observability import configure_logging, metrics_router
+from .openapi import install_openapi
 from .paths import API_PREFIX, HEALTH_PATHS
 from .ratelimit import RateLimiter
 from .rbac.router import router as rbac_router
+from .text import refuse_nul_parameters
 from .users.router import router as users_router
 
 # Endpoints that take credentials or send mail: the strict `auth` policy, per client IP.
@@ -54,6 +57,7 @@ def _middleware(settings: Settings, metrics: Metrics, codec: AccessTokenCodec) -
             docs_prefix=DOCS_PATH if settings.docs_on else None,
             docs_csp=DOCS_CSP,
         ),
+        Middleware(ServerErrorMiddleware),  # inside the headers and the request context
         Middleware(
             TrustedHostMiddleware,
             allowed=settings.trusted_hosts or ["localhost", "127.0.0.1", "::1"],
@@ -107,7 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await anyio.to_thread.run_sync(upgrade, settings.database_url)
         limiter = RateLimiter(
             settings,
-            ratelimit_storage.storage_uri(settings),
+            ratelimit_storage.create_storage(settings, metrics),
             fail_closed=ratelimit_storage.fail_closed(settings),
             metrics=metrics,
         )
@@ -133,12 +137,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
         openapi_url=OPENAPI_PATH if settings.docs_on else None,
         middleware=_middleware(settings, metrics, codec),
+        dependencies=[Depends(refuse_nul_parameters)],  # and bodies: schemas.InputModel
         debug=False,  # tracebacks never leave the process; DEBUG only raises log verbosity
     )
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.token_codec = codec
     install_exception_handlers(app)
+    install_openapi(app)
 
     routers = [auth_router, users_router, rbac_router, audit_router, health_router, metrics_router]
     if settings.docs_on:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 import sys
@@ -10,10 +11,12 @@ from typing import Any
 
 import structlog
 from fastapi import APIRouter, Request, Response
+from limits import parse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .config import Settings
-from .errors import NotFound, Unauthorized
+from .errors import NotFound, TooManyRequests, Unauthorized
+from .ratelimit import Policy
 
 SENSITIVE_KEYS = ("password", "secret", "token", "authorization", "cookie", "api_key", "apikey")
 REDACTED = "[redacted]"
@@ -80,13 +83,27 @@ def configure_logging(settings: Settings) -> None:
 metrics_router = APIRouter(include_in_schema=False)
 
 
+@functools.cache
+def _metrics_policy(value: str) -> Policy:
+    return Policy("metrics", parse(value))
+
+
 @metrics_router.get("/metrics")
 async def metrics(request: Request) -> Response:
     """Prometheus exposition, only with `Authorization: Bearer $METRICS_TOKEN`.
     Without a configured token the endpoint does not exist."""
-    expected = request.app.state.settings.metrics_token
+    settings = request.app.state.settings
+    expected = settings.metrics_token
     if expected is None:
         raise NotFound()
+    # Counted before the token is compared: a token cannot be guessed faster than the limit.
+    client = request.client.host if request.client else "unknown"
+    decision = await request.app.state.rate_limiter.hit(
+        _metrics_policy(settings.rate_limit_metrics), "ip:" + client
+    )
+    if not decision.allowed:
+        headers = {name.decode(): value.decode() for name, value in decision.headers()}
+        raise TooManyRequests(decision.reset_after, headers=headers)
     scheme, _, presented = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(
         presented.encode(), expected.get_secret_value().encode()

@@ -6,13 +6,11 @@ import hashlib
 import math
 import time
 from dataclasses import dataclass
-from typing import cast
 
 import structlog
 from limits import RateLimitItem, parse
 from limits.aio.storage import Storage as AsyncStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
-from limits.storage import storage_from_string
 
 from .config import Settings
 from .errors import ServiceUnavailable
@@ -59,13 +57,14 @@ def _policy(name: str, value: str) -> Policy:
 
 
 class RateLimiter:
-    """Counts hits per policy and key. When the storage fails, the request is let through
-    (fail-open, counted and logged) unless `fail_closed`, which answers 503 instead."""
+    """Counts hits per policy and key. A storage that fails (the Redis variant's falls back to
+    memory itself, so only with fail-closed) answers 503 when `fail_closed`, else lets the
+    request through, counted and logged."""
 
     def __init__(
         self,
         settings: Settings,
-        storage: tuple[str, dict[str, float | str | bool]],
+        storage: AsyncStorage,
         *,
         fail_closed: bool,
         metrics: Metrics,
@@ -78,8 +77,7 @@ class RateLimiter:
             "login_failures_per_client", settings.rate_limit_login_failures_per_client
         )
         self.fail_closed = fail_closed
-        uri, options = storage
-        self._storage = cast(AsyncStorage, storage_from_string(uri, **options))
+        self._storage = storage  # from ratelimit_storage.create_storage: the variant's backend
         self._strategy = SlidingWindowCounterRateLimiter(self._storage)
         self._metrics = metrics
 

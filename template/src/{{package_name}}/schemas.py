@@ -1,11 +1,14 @@
-"""Shared schema bases: inputs refuse unknown fields, pages carry their totals."""
+"""Shared schema bases: inputs refuse unknown fields and NUL characters, pages carry their
+totals."""
 
 from __future__ import annotations
 
 from typing import Annotated, Generic, TypeVar
 
 from fastapi import Query
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from .text import contains_nul, nul_error
 
 T = TypeVar("T")
 
@@ -16,6 +19,14 @@ class InputModel(BaseModel):
     """Every request body: an unknown field is an error, never silently ignored."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _refuse_nul(cls, value: object) -> object:
+        """Every text field, nested lists and mappings included (see text.py)."""
+        if contains_nul(value):
+            raise nul_error()
+        return value
 
 
 class OutputModel(BaseModel):

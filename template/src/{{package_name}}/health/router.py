@@ -1,4 +1,5 @@
-"""`/health/live` answers while the process runs; `/health/ready` checks every dependency."""
+"""`/health/live` answers while the process runs; `/health/ready` checks every dependency and
+answers 503 only when one the service cannot work without (the database) fails."""
 
 from __future__ import annotations
 
@@ -33,6 +34,10 @@ CHECKS: dict[str, Callable[[Request], Awaitable[None]]] = {
     "database": _database,
     "rate_limit_storage": _rate_limit_storage,
 }
+# A failing check outside this set makes the service `degraded`, still ready: requests are
+# served (rate limits fall back to per-instance memory), and taking every instance out of the
+# load balancer at once would turn a partial outage into a total one.
+CRITICAL_CHECKS = frozenset({"database"})
 
 
 async def _run(check: Callable[[Request], Awaitable[None]], request: Request) -> dict[str, Any]:
@@ -58,9 +63,13 @@ async def ready(request: Request) -> JSONResponse:
     async with anyio.create_task_group() as group:
         for name, check in CHECKS.items():
             group.start_soon(run, name, check)
-    healthy = all(result["status"] == "ok" for result in results.values())
+    for name, result in results.items():
+        if result["status"] == "fail" and name not in CRITICAL_CHECKS:
+            result["status"] = "degraded"
+    statuses = {result["status"] for result in results.values()}
+    status = "unavailable" if "fail" in statuses else "degraded" if "degraded" in statuses else "ok"
     return JSONResponse(
-        {"status": "ok" if healthy else "unavailable", "checks": results},
-        status_code=200 if healthy else 503,
+        {"status": status, "checks": results},
+        status_code=503 if status == "unavailable" else 200,
         headers={"Cache-Control": "no-store"},
     )
