@@ -86,7 +86,7 @@ class Settings(ratelimit_storage.StorageSettings, BaseSettings):
     rate_limit_login_failures: str = "5/15 minutes"
     rate_limit_login_failures_per_client: str = "50/15 minutes"
     rate_limit_login_failures_per_account: str = "50/hour"
-    rate_limit_password_reset_mails: str = "3/hour"
+    rate_limit_password_reset_mails: str = "3/hour"  # noqa: S105 - a rate, not a secret
     rate_limit_audit_denials: str = "30/minute"
     rate_limit_enabled: bool = True
 

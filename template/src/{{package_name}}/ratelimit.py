@@ -128,7 +128,9 @@ class RateLimiter:
         try:  # a negative cost is the library's atomic decrement of the current window
             await self._strategy.hit(policy.item, policy.name, key, cost=-1)
         except Exception as error:
-            logger.warning("rate_limit_refund_failed", policy=policy.name, error=type(error).__name__)
+            logger.warning(
+                "rate_limit_refund_failed", policy=policy.name, error=type(error).__name__
+            )
 
     async def within_budget(self, policy: Policy, key: str) -> bool:
         """Whether `key` may spend one more unit of a budget that must never fail a request
@@ -138,7 +140,9 @@ class RateLimiter:
         try:
             return bool(await self._strategy.hit(policy.item, policy.name, key))
         except Exception as error:
-            logger.warning("rate_limit_budget_failed", policy=policy.name, error=type(error).__name__)
+            logger.warning(
+                "rate_limit_budget_failed", policy=policy.name, error=type(error).__name__
+            )
             return True
 
     def _storage_failed(self, policy: Policy, error: Exception) -> Decision:

@@ -10,12 +10,12 @@ import unicodedata
 _INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cn", "Cs", "Zl", "Zp"})
 _SPACES_IN_NAMES = frozenset({" "})
 
-# Letters of other scripts that render like Latin ones (Unicode's confusables for the Latin
-# alphabet, Cyrillic and Greek). A label made only of these spoofs a Latin one.
+# Lower-case letters of other scripts that render like Latin ones (Unicode's confusables for
+# the Latin alphabet, Cyrillic and Greek; addresses are case-folded before the check). A label
+# made only of these spoofs a Latin one.
 _LATIN_LOOKALIKES = frozenset(
-    "аеорсухіјѕԁԛԝһӏвкмнтԍ"  # Cyrillic
-    "АВЕКМНОРСТХІЈЅ"
-    "οαρνιυκτχεΑΒΕΖΗΙΚΜΝΟΡΤΥΧ"  # Greek
+    "аеорсухіјѕԁԛԝһӏвкмнтԍ"  # noqa: RUF001 - Cyrillic, on purpose
+    "οαρνιυκτχε"  # noqa: RUF001 - Greek, on purpose
 )
 
 
@@ -28,8 +28,8 @@ def _script(char: str) -> str | None:
 
 
 def normalize_email(email: str) -> str:
-    """The canonical form used for uniqueness and lookups: NFKC, then case-folded. Fullwidth
-    `ａｌｉｃｅ` and `alice`, `Alice` and `ALICE` are one address."""
+    """The canonical form used for uniqueness and lookups: NFKC, then case-folded. `alice`
+    typed in fullwidth letters and `alice`, `Alice` and `ALICE` are one address."""
     return unicodedata.normalize("NFKC", email.strip()).casefold()
 
 

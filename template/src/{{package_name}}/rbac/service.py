@@ -156,7 +156,7 @@ async def update_role(
     if permissions is not None:
         resolved = await _resolve_permissions(session, permissions)
         refuse_escalation(permissions, held)
-        if role.name == USER_ROLE and not SELF_SERVICE <= set(permissions):
+        if role.name == USER_ROLE and not set(permissions) >= SELF_SERVICE:
             raise BuiltinRole("The user role keeps its self-service permissions.")
         role.permissions = resolved
         changes["permissions"] = sorted(permissions)

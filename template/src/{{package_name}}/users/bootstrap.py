@@ -46,9 +46,9 @@ async def ensure_admin(
             passwords = PasswordService(concurrency=1)
             user = await session.scalar(select(User).where(User.email == email))
             if user is None:
-                reason = policy_violation(password, email)
-                if reason:
-                    raise AdminSetupError(reason)
+                weakness = policy_violation(password, email)
+                if weakness:
+                    raise AdminSetupError(weakness)
                 user = User(email=email, password_hash=await passwords.hash(password))
                 session.add(user)
                 await session.flush()
@@ -77,7 +77,12 @@ async def ensure_admin(
                 outcome = AdminOutcome.PROMOTED
             if await rbac_service.grant_role(session, user.id, ADMIN_ROLE):
                 audit.record(
-                    session, None, "rbac.role_assigned", subject=str(user.id), role=ADMIN_ROLE, via="cli"
+                    session,
+                    None,
+                    "rbac.role_assigned",
+                    subject=str(user.id),
+                    role=ADMIN_ROLE,
+                    via="cli",
                 )
             elif outcome is AdminOutcome.PROMOTED:
                 outcome = AdminOutcome.ALREADY_ADMIN
