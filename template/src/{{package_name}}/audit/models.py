@@ -11,7 +11,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from ..database import Base, UTCDateTime, utcnow
 
-
 SUBJECT_MAX_LENGTH = 255
 REQUEST_ID_MAX_LENGTH = 128
 

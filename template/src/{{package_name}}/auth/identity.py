@@ -13,10 +13,7 @@ _SPACES_IN_NAMES = frozenset({" "})
 # Lower-case letters of other scripts that render like Latin ones (Unicode's confusables for
 # the Latin alphabet, Cyrillic and Greek; addresses are case-folded before the check). A label
 # made only of these spoofs a Latin one.
-_LATIN_LOOKALIKES = frozenset(
-    "аеорсухіјѕԁԛԝһӏвкмнтԍ"  # noqa: RUF001 - Cyrillic, on purpose
-    "οαρνιυκτχε"  # noqa: RUF001 - Greek, on purpose
-)
+_LATIN_LOOKALIKES = frozenset("аеорсухіјѕԁԛԝһӏвкмнтԍοαρνιυκτχε")
 
 
 def _script(char: str) -> str | None:

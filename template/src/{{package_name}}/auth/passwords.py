@@ -99,7 +99,7 @@ class PasswordService:
         """Spend the same time as a real verification, so unknown accounts are not revealed."""
         if self._dummy_hash is None:
             self._dummy_hash = await self.hash("rampart-timing-equaliser")
-        await self.verify(self._dummy_hash, password)
+        await self.match(self._dummy_hash, password)
 
     def needs_rehash(self, password_hash: str) -> bool:
         return self._hasher.check_needs_rehash(password_hash)

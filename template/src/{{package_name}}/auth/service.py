@@ -29,6 +29,7 @@ from .tokens import AccessTokenCodec, hash_opaque_token, new_opaque_token
 
 logger = structlog.get_logger(__name__)
 
+
 class InvalidCredentials(Unauthorized):
     code = "invalid_credentials"
     detail = "The email or password is incorrect."
