@@ -277,9 +277,10 @@ async def rotate(
         .values(used_at=now)
     )
     if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        token_id, session_id, user_id = stored.id, auth_session.id, user.id
         # A new transaction sees the winner's commit (MySQL's repeatable read included).
         await session.rollback()
-        await _spent_token_presented(session, settings, meta, stored.id, auth_session, user.id)
+        await _spent_token_presented(session, settings, meta, token_id, session_id, user_id)
     return await _issue_pair(session, settings, codec, auth_session, parent_id=stored.id)
 
 
@@ -288,7 +289,7 @@ async def _spent_token_presented(
     settings: Settings,
     meta: RequestMeta,
     token_id: uuid.UUID,
-    auth_session: AuthSession,
+    session_id: uuid.UUID,
     user_id: uuid.UUID,
 ) -> NoReturn:
     """Answer the second use of a refresh token: 409 inside the grace window while its
@@ -303,14 +304,14 @@ async def _spent_token_presented(
     if used_at is not None and utcnow() - used_at < grace and not successor_used:
         await session.rollback()
         raise RefreshSuperseded()
-    await _revoke(session, AuthSession.id == auth_session.id, reason="refresh_reuse")
+    await _revoke(session, AuthSession.id == session_id, reason="refresh_reuse")
     audit.record(
         session,
         meta,
         "auth.refresh_reuse",
         outcome="failure",
         actor_id=user_id,
-        subject=str(auth_session.id),
+        subject=str(session_id),
     )
     await session.commit()
     logger.warning("refresh_token_reuse", user_id=str(user_id))
