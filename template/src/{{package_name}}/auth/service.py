@@ -402,13 +402,13 @@ async def request_password_reset(
         logger.warning("password_reset_mail_over_budget", user_id=str(user.id))
         return None
     await _void_reset_tokens(session, user.id)
-    token = new_opaque_token()
+    token, now = new_opaque_token(), utcnow()
     session.add(
         PasswordResetToken(
             user_id=user.id,
             token_hash=hash_opaque_token(token),
-            created_at=utcnow(),
-            expires_at=utcnow() + timedelta(minutes=settings.password_reset_ttl_minutes),
+            created_at=now,
+            expires_at=now + timedelta(minutes=settings.password_reset_ttl_minutes),
         )
     )
     audit.record(session, meta, "auth.password_reset_requested", actor_id=user.id, subject=email)
