@@ -161,5 +161,6 @@ async def delete_account(
     user_id = user.id
     await audit.pseudonymise(session, user_id, user.email)
     await session.execute(delete(User).where(User.id == user_id))  # the database cascades
-    audit.record(session, meta, "user.deleted", subject=str(user_id))
+    event = audit.record(session, meta, "user.deleted", subject=str(user_id))
+    event.client_ip = event.client_request_id = None  # nothing personal outlives the account
     await session.commit()
