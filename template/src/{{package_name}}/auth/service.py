@@ -267,7 +267,8 @@ async def rotate(
     if auth_session.revoked_at is not None or user is None or not user.is_active:
         raise InvalidRefreshToken()
     now = utcnow()
-    if stored.expires_at <= now:
+    session_end = auth_session.created_at + timedelta(days=settings.session_max_age_days)
+    if stored.expires_at <= now or session_end <= now:
         raise InvalidRefreshToken()
 
     # One conditional UPDATE decides concurrent refreshes: exactly one sees rowcount == 1.
