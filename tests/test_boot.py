@@ -197,17 +197,21 @@ def test_http_flow_in_production(served: Server) -> None:
         assert USER_EMAIL in listed.text
         assert ADMIN_EMAIL in listed.text
 
-        # Refresh rotates the pair; reusing the old refresh token revokes the whole family
+        # Refresh rotates the pair; a second use at once (two tabs) is 409 and revokes nothing;
+        # reusing the old token once its successor was used revokes the whole family
         rotated = token_pair(
             client.post("/api/v1/auth/refresh", json={"refresh_token": login["refresh_token"]})
         )
         assert rotated["refresh_token"] != login["refresh_token"]
         assert rotated["access_token"] != login["access_token"]
+        twin = client.post("/api/v1/auth/refresh", json={"refresh_token": login["refresh_token"]})
+        problem(twin, 409)
+        newer = token_pair(
+            client.post("/api/v1/auth/refresh", json={"refresh_token": rotated["refresh_token"]})
+        )
         reused = client.post("/api/v1/auth/refresh", json={"refresh_token": login["refresh_token"]})
         problem(reused, 401)
-        newest = client.post(
-            "/api/v1/auth/refresh", json={"refresh_token": rotated["refresh_token"]}
-        )
+        newest = client.post("/api/v1/auth/refresh", json={"refresh_token": newer["refresh_token"]})
         problem(newest, 401)
 
         # Another session of the same user (the form login) is a different family

@@ -53,8 +53,16 @@ def create_admin(
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="Read the password from standard input")
     ] = False,
+    promote_existing: Annotated[
+        bool,
+        typer.Option(
+            "--promote-existing",
+            help="Give the admin role to an existing account; its own password must verify",
+        ),
+    ] = False,
 ) -> None:
-    """Create an account with the admin role (or give an existing account that role)."""
+    """Create an account with the admin role. An existing account is refused unless
+    --promote-existing is given with that account's password; the grant is audited."""
     from .users.bootstrap import AdminSetupError, ensure_admin
 
     settings = _settings()
@@ -66,11 +74,13 @@ def create_admin(
             typer.echo("passwords differ", err=True)
             raise typer.Exit(1)
     try:
-        created = asyncio.run(ensure_admin(settings, email, password))
+        outcome = asyncio.run(
+            ensure_admin(settings, email, password, promote_existing=promote_existing)
+        )
     except AdminSetupError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from None
-    typer.echo(f"admin {'created' if created else 'role granted'}: {email}")
+    typer.echo(f"{outcome}: {email}")
 
 
 @app.command()

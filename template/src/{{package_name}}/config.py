@@ -66,9 +66,12 @@ class Settings(ratelimit_storage.StorageSettings, BaseSettings):
     jwt_audience: str = f"{PROJECT_SLUG}-api"
     access_token_ttl_seconds: int = Field(default=600, ge=300, le=900)
     refresh_token_ttl_days: int = Field(default=14, ge=1, le=90)
-    password_reset_ttl_minutes: int = Field(default=30, ge=5, le=1440)
+    password_reset_ttl_minutes: int = Field(default=15, ge=5, le=60)
     password_hash_concurrency: int = Field(default=2, ge=1, le=64)
     registration_enabled: bool = True
+    # Account security (credential throttles, refresh grace window, reset mails, audit budget).
+    refresh_reuse_grace_seconds: int = Field(default=10, ge=0, le=60)
+    session_max_age_days: int = Field(default=30, ge=1, le=365)
 
     cors_origins: CommaList = []
     cors_allow_credentials: bool = False
@@ -89,6 +92,9 @@ class Settings(ratelimit_storage.StorageSettings, BaseSettings):
     rate_limit_auth: str = "60/minute"
     rate_limit_login_failures: str = "5/15 minutes"
     rate_limit_login_failures_per_client: str = "50/15 minutes"
+    rate_limit_login_failures_per_account: str = "50/hour"
+    rate_limit_password_reset_mails: str = "3/hour"  # noqa: S105 - a rate, not a secret
+    rate_limit_audit_denials: str = "30/minute"
     rate_limit_enabled: bool = True
     rate_limit_metrics: str = "30/minute"  # per client IP, counted before the token check
 
@@ -123,6 +129,9 @@ class Settings(ratelimit_storage.StorageSettings, BaseSettings):
         "rate_limit_auth",
         "rate_limit_login_failures",
         "rate_limit_login_failures_per_client",
+        "rate_limit_login_failures_per_account",
+        "rate_limit_password_reset_mails",
+        "rate_limit_audit_denials",
         "rate_limit_metrics",
     )
     @classmethod

@@ -53,13 +53,20 @@ class ProblemError(Exception):
     status = 400
     code = "bad_request"
     detail = "The request could not be processed."
+    # Set on refusals of security actions: the handler writes them to the audit log.
+    audit_action: str | None = None
 
     def __init__(
-        self, detail: str | None = None, *, headers: Mapping[str, str] | None = None
+        self,
+        detail: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        audit_details: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(detail or self.detail)
         self.detail = detail or self.detail
         self.headers = dict(headers or {})
+        self.audit_details = dict(audit_details or {})
 
 
 class Unauthorized(ProblemError):
@@ -130,6 +137,10 @@ async def _problem_error(request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, ProblemError)
     if exc.status == 401:
         request.app.state.metrics.auth_failures.labels(exc.code).inc()
+    if exc.audit_action is not None:
+        from .audit.refusals import audit_refusal
+
+        await audit_refusal(request, exc.audit_action, exc.code, exc.audit_details)
     return problem(exc.status, exc.code, exc.detail, headers=exc.headers)
 
 

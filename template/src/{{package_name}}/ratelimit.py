@@ -72,10 +72,18 @@ class RateLimiter:
         self.enabled = settings.rate_limit_enabled
         self.default = _policy("default", settings.rate_limit_default)
         self.auth = _policy("auth", settings.rate_limit_auth)
+        # Credential checks: strict per account and client, looser per account and per client.
         self.login_failures = _policy("login_failures", settings.rate_limit_login_failures)
         self.login_failures_per_client = _policy(
             "login_failures_per_client", settings.rate_limit_login_failures_per_client
         )
+        self.login_failures_per_account = _policy(
+            "login_failures_per_account", settings.rate_limit_login_failures_per_account
+        )
+        self.password_reset_mails = _policy(
+            "password_reset_mails", settings.rate_limit_password_reset_mails
+        )
+        self.audit_denials = _policy("audit_denials", settings.rate_limit_audit_denials)
         self.fail_closed = fail_closed
         self._storage = storage  # from ratelimit_storage.create_storage: the variant's backend
         self._strategy = SlidingWindowCounterRateLimiter(self._storage)
@@ -95,19 +103,45 @@ class RateLimiter:
         reset_after = max(0, math.ceil(stats.reset_time - time.time()))
         return Decision(allowed, policy, max(stats.remaining, 0), reset_after)
 
-    async def exhausted(self, policy: Policy, key: str) -> Decision | None:
-        """A refusing decision when `key` has no hit left under `policy`; None otherwise."""
+    async def reserve(self, charges: list[tuple[Policy, str]]) -> Decision | None:
+        """Take one unit under every (policy, key) *before* the check they guard: each `hit`
+        is atomic in the storage, so parallel attempts cannot all pass a test made before any
+        of them is counted. Returns the refusing decision (giving back the units already
+        taken), or None when every policy admits the attempt."""
+        taken: list[tuple[Policy, str]] = []
+        for policy, key in charges:
+            decision = await self.hit(policy, key)
+            if not decision.allowed:
+                for spent in taken:
+                    await self.refund(*spent)
+                return decision
+            if decision.counted:
+                taken.append((policy, key))
+        return None
+
+    async def refund(self, policy: Policy, key: str) -> None:
+        """Give back a unit taken by `reserve`, e.g. when the credential check succeeded."""
         if not self.enabled:
-            return None
-        try:
-            if await self._strategy.test(policy.item, policy.name, key):
-                return None
-            stats = await self._strategy.get_window_stats(policy.item, policy.name, key)
+            return
+        try:  # a negative cost is the library's atomic decrement of the current window
+            await self._strategy.hit(policy.item, policy.name, key, cost=-1)
         except Exception as error:
-            decision = self._storage_failed(policy, error)
-            return None if decision.allowed else decision
-        self._metrics.rate_limited.labels(policy.name).inc()
-        return Decision(False, policy, 0, max(1, math.ceil(stats.reset_time - time.time())))
+            logger.warning(
+                "rate_limit_refund_failed", policy=policy.name, error=type(error).__name__
+            )
+
+    async def within_budget(self, policy: Policy, key: str) -> bool:
+        """Whether `key` may spend one more unit of a budget that must never fail a request
+        (the audit of refusals): storage errors count as "yes", whatever `fail_closed` says."""
+        if not self.enabled:
+            return True
+        try:
+            return bool(await self._strategy.hit(policy.item, policy.name, key))
+        except Exception as error:
+            logger.warning(
+                "rate_limit_budget_failed", policy=policy.name, error=type(error).__name__
+            )
+            return True
 
     def _storage_failed(self, policy: Policy, error: Exception) -> Decision:
         self._metrics.rate_limit_storage_errors.inc()
@@ -134,5 +168,6 @@ class RateLimiter:
 
 
 def account_key(email: str) -> str:
-    """A stable key for per-account counters that keeps the address itself out of the store."""
-    return hashlib.sha256(email.strip().lower().encode()).hexdigest()
+    """A stable key for per-account counters that keeps the (normalised) address itself out of
+    the store."""
+    return hashlib.sha256(email.encode()).hexdigest()

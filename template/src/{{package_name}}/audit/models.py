@@ -11,6 +11,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from ..database import Base, UTCDateTime, utcnow
 
+SUBJECT_MAX_LENGTH = 255
+REQUEST_ID_MAX_LENGTH = 128
+
 
 class AuditEvent(Base):
     __tablename__ = "audit_events"
@@ -22,7 +25,11 @@ class AuditEvent(Base):
     actor_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), index=True, default=None
     )
-    subject: Mapped[str | None] = mapped_column(String(255), default=None)
+    subject: Mapped[str | None] = mapped_column(String(SUBJECT_MAX_LENGTH), default=None)
     client_ip: Mapped[str | None] = mapped_column(String(45), default=None)
-    request_id: Mapped[str | None] = mapped_column(String(128), default=None)
+    # The server's id of the request; the id a client sent (validated) is kept beside it.
+    request_id: Mapped[str | None] = mapped_column(String(REQUEST_ID_MAX_LENGTH), default=None)
+    client_request_id: Mapped[str | None] = mapped_column(
+        String(REQUEST_ID_MAX_LENGTH), default=None
+    )
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -18,4 +18,5 @@ class AuditEventOut(OutputModel):
     subject: str | None
     client_ip: str | None
     request_id: str | None
+    client_request_id: str | None
     details: dict[str, Any]

@@ -43,6 +43,9 @@ class RefreshToken(_SingleUseToken, Base):
     session_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("auth_sessions.id", ondelete="CASCADE"), index=True
     )
+    # The token this one was issued in exchange for: once a successor is used, presenting its
+    # parent again is theft, grace window or not.
+    parent_id: Mapped[uuid.UUID | None] = mapped_column(default=None, index=True)
 
 
 class PasswordResetToken(_SingleUseToken, Base):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import enum
 import functools
+import unicodedata
 from importlib import resources
 
 import anyio
@@ -25,16 +27,33 @@ def common_passwords() -> frozenset[str]:
     return frozenset(line for line in text.splitlines() if line)
 
 
+def normalize_password(password: str) -> str:
+    """NFKC, so one password typed in two Unicode forms (composed or not, fullwidth or not)
+    is one password. Applied before every hash and verification."""
+    return unicodedata.normalize("NFKC", password)
+
+
 def policy_violation(password: str, email: str | None = None) -> str | None:
-    """Why `password` is refused, or None. Length is checked by the schema."""
-    lowered = password.lower()
-    if lowered in common_passwords():
+    """Why `password` is refused, or None: the one policy of register, change, reset and
+    `create-admin` (length, the common-password list, not the email, not repetitive)."""
+    if not MIN_LENGTH <= len(password) <= MAX_LENGTH:
+        return f"The password must have {MIN_LENGTH} to {MAX_LENGTH} characters."
+    folded = normalize_password(password).casefold()
+    if folded in common_passwords():
         return "This password is too common; choose another."
-    if email and lowered == email.lower():
-        return "The password must not be the email address."
+    if email:
+        address = normalize_password(email).casefold()
+        if folded in {address, address.partition("@")[0]}:
+            return "The password must not be the email address."
     if len(set(password)) < 3:
         return "The password is too repetitive."
     return None
+
+
+class Match(enum.Enum):
+    NO = "no"
+    YES = "yes"
+    LEGACY = "legacy"  # the hash was made from the password before normalisation: rehash it
 
 
 class PasswordService:
@@ -52,22 +71,35 @@ class PasswordService:
         self._dummy_hash: str | None = None
 
     async def hash(self, password: str) -> str:
-        return await anyio.to_thread.run_sync(self._hasher.hash, password, limiter=self._limiter)
+        normalized = normalize_password(password)
+        return await anyio.to_thread.run_sync(self._hasher.hash, normalized, limiter=self._limiter)
 
     async def verify(self, password_hash: str, password: str) -> bool:
-        def _verify() -> bool:
-            try:
-                return self._hasher.verify(password_hash, password)
-            except (VerificationError, InvalidHashError):
-                return False
+        return await self.match(password_hash, password) is not Match.NO
 
-        return await anyio.to_thread.run_sync(_verify, limiter=self._limiter)
+    async def match(self, password_hash: str, password: str) -> Match:
+        """Verify the normalised password; a hash stored before normalisation existed is
+        tried with the password as typed, and reported as LEGACY so the caller rehashes."""
+        normalized = normalize_password(password)
+
+        def _match() -> Match:
+            for candidate, verdict in ((normalized, Match.YES), (password, Match.LEGACY)):
+                try:
+                    if self._hasher.verify(password_hash, candidate):
+                        return verdict
+                except (VerificationError, InvalidHashError):
+                    pass
+                if candidate == password:  # already tried: the password was in NFKC
+                    break
+            return Match.NO
+
+        return await anyio.to_thread.run_sync(_match, limiter=self._limiter)
 
     async def verify_against_nothing(self, password: str) -> None:
         """Spend the same time as a real verification, so unknown accounts are not revealed."""
         if self._dummy_hash is None:
             self._dummy_hash = await self.hash("rampart-timing-equaliser")
-        await self.verify(self._dummy_hash, password)
+        await self.match(self._dummy_hash, password)
 
     def needs_rehash(self, password_hash: str) -> bool:
         return self._hasher.check_needs_rehash(password_hash)

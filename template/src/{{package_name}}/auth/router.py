@@ -112,7 +112,11 @@ async def login(body: LoginRequest, log_in: LoginDep) -> TokenPair:
     return await log_in(body)
 
 
-@router.post("/refresh", response_model=TokenPair)
+@router.post(
+    "/refresh",
+    response_model=TokenPair,
+    responses={409: {"description": "The token was rotated a moment ago by a concurrent call"}},
+)
 async def refresh(
     body: RefreshRequest,
     session: SessionDep,
@@ -143,12 +147,15 @@ async def change_password(
     principal: Annotated[Principal, AccountUpdate],
     session: SessionDep,
     passwords: PasswordServiceDep,
+    limiter: RateLimiterDep,
     meta: RequestMetaDep,
 ) -> None:
-    """Change the password and end every session of the account, this one included."""
+    """Change the password and end every session of the account, this one included. The
+    current password is throttled and audited like a login."""
     await service.change_password(
         session,
         passwords,
+        limiter,
         meta,
         principal.user,
         current_password=body.current_password,
@@ -161,12 +168,13 @@ async def forgot_password(
     body: PasswordForgotRequest,
     session: SessionDep,
     settings: SettingsDep,
+    limiter: RateLimiterDep,
     mailer: MailerDep,
     background: BackgroundTasks,
     meta: RequestMetaDep,
 ) -> dict[str, str]:
     """Always 202, whether or not the account exists; the email is sent after the response."""
-    message = await service.request_password_reset(session, settings, meta, body.email)
+    message = await service.request_password_reset(session, settings, limiter, meta, body.email)
     if message is not None:
         background.add_task(mailer.send, message)
     return {"status": "accepted"}

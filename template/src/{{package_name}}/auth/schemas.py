@@ -4,14 +4,34 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Self
 
-from pydantic import EmailStr, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, EmailStr, Field, StringConstraints, model_validator
 
 from ..schemas import InputModel, OutputModel
-from ..users.models import EMAIL_MAX_LENGTH
+from ..users.models import EMAIL_MAX_LENGTH, FULL_NAME_MAX_LENGTH
+from .identity import identity_problem, name_problem, normalize_email
 from .passwords import MAX_LENGTH, MIN_LENGTH, policy_violation
 from .tokens import OPAQUE_TOKEN_BYTES
 
+
+def _new_identity(email: str) -> str:
+    problem = identity_problem(normalize_email(email))
+    if problem:
+        raise ValueError(problem)
+    return email
+
+
+def _clean_name(name: str) -> str:
+    problem = name_problem(name)
+    if problem:
+        raise ValueError(problem)
+    return name
+
+
+# Any address, for lookups (login, forgot); the service normalises it.
 Email = Annotated[EmailStr, Field(max_length=EMAIL_MAX_LENGTH)]
+# An address that names a new account: no invisible, mixed-script or look-alike characters.
+NewEmail = Annotated[Email, AfterValidator(_new_identity)]
+FullName = Annotated[str, Field(max_length=FULL_NAME_MAX_LENGTH), AfterValidator(_clean_name)]
 # Length only: a login must accept any password that was valid when it was set.
 AnyPassword = Annotated[str, Field(min_length=1, max_length=MAX_LENGTH)]
 NewPassword = Annotated[str, Field(min_length=MIN_LENGTH, max_length=MAX_LENGTH)]
@@ -27,9 +47,9 @@ def _check_policy(password: str, email: str | None = None) -> None:
 
 
 class RegisterRequest(InputModel):
-    email: Email
+    email: NewEmail
     password: NewPassword
-    full_name: Annotated[str, Field(max_length=200)] = ""
+    full_name: FullName = ""
 
     @model_validator(mode="after")
     def _policy(self) -> Self:
@@ -52,7 +72,7 @@ class PasswordChangeRequest(InputModel):
 
     @model_validator(mode="after")
     def _policy(self) -> Self:
-        _check_policy(self.new_password)
+        _check_policy(self.new_password)  # the service checks it again against the email
         if self.new_password == self.current_password:
             raise ValueError("The new password must differ from the current one.")
         return self

@@ -41,10 +41,12 @@ class RequestContextMiddleware:
                 request_id = value
             elif name == TRACEPARENT_HEADER and (trace := _TRACEPARENT.match(value)):
                 trace_id = trace.group(1).decode()
+        server_id = uuid.uuid4().hex
         if not request_id:
-            request_id = uuid.uuid4().hex.encode()
+            request_id = server_id.encode()
         state = scope.setdefault("state", {})
         state["request_id"] = request_id.decode()
+        state["server_request_id"] = server_id  # what the audit log records: never the client's
         status = 500
 
         async def send_with_id(message: Message) -> None:

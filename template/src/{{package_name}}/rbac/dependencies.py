@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends
 
-from ..audit import service as audit
 from ..auth.dependencies import Principal, get_principal
-from ..database import SessionDep
 from ..errors import Forbidden
-from ..requests import RequestMetaDep
 from .permissions import Perm
+
+
+class AccessDenied(Forbidden):
+    audit_action = "access.denied"  # recorded, within the caller's budget, by the handler
 
 
 class RequirePermissions:
@@ -26,26 +27,10 @@ class RequirePermissions:
             raise ValueError("a guard needs at least one permission")
         self.permissions = frozenset(str(permission) for permission in permissions)
 
-    async def __call__(
-        self,
-        request: Request,
-        principal: Annotated[Principal, Depends(get_principal)],
-        session: SessionDep,
-        meta: RequestMetaDep,
-    ) -> Principal:
+    async def __call__(self, principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         missing = self.permissions - principal.permissions
         if missing:
-            audit.record(
-                session,
-                meta,
-                "access.denied",
-                outcome="failure",
-                actor_id=principal.user_id,
-                subject=f"{request.method} {request.url.path}",
-                missing=sorted(missing),
-            )
-            await session.commit()
-            raise Forbidden()
+            raise AccessDenied(audit_details={"missing": sorted(missing)})
         return principal
 
 

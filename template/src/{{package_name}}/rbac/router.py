@@ -90,4 +90,4 @@ async def delete_role(
     session: SessionDep,
     meta: RequestMetaDep,
 ) -> None:
-    await service.delete_role(session, meta, principal.user_id, role_name)
+    await service.delete_role(session, meta, principal.user_id, principal.permissions, role_name)

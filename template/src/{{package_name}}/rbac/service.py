@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,7 +15,7 @@ from ..errors import Conflict, Forbidden, NotFound, ProblemError
 from ..requests import RequestMeta
 from ..users.models import User
 from .models import Permission, Role, role_permissions, user_roles
-from .permissions import ADMIN_ROLE
+from .permissions import ADMIN_ROLE, SELF_SERVICE, USER_ROLE
 
 
 class RoleNotFound(NotFound):
@@ -30,17 +30,26 @@ class UnknownPermissions(ProblemError):
 
 class BuiltinRole(Conflict):
     code = "builtin_role"
-    detail = "Built-in roles cannot be deleted, and the admin role cannot be changed."
+    detail = (
+        "Built-in roles cannot be deleted, the admin role cannot be changed, and the user "
+        "role keeps its self-service permissions."
+    )
+    audit_action = "rbac.builtin_role_refused"
 
 
 class LastAdmin(Conflict):
     code = "last_admin"
     detail = "The last active admin cannot lose the admin role."
+    audit_action = "rbac.last_admin_refused"
 
 
 class EscalationRefused(Forbidden):
     code = "privilege_escalation"
-    detail = "You cannot grant permissions you do not hold yourself."
+    detail = (
+        "You cannot grant, take away or edit permissions you do not hold yourself, nor manage "
+        "an account that holds them."
+    )
+    audit_action = "rbac.escalation_refused"
 
 
 async def list_permissions(session: AsyncSession) -> list[Permission]:
@@ -80,9 +89,18 @@ async def permissions_of(session: AsyncSession, user_id: uuid.UUID) -> frozenset
     return frozenset(names)
 
 
-def refuse_escalation(granted: Iterable[str], held: frozenset[str]) -> None:
-    if not set(granted) <= held:
-        raise EscalationRefused()
+def refuse_escalation(touched: Iterable[str], held: frozenset[str]) -> None:
+    """Refuse an action that grants, removes or edits permissions the actor does not hold."""
+    beyond = set(touched) - held
+    if beyond:
+        raise EscalationRefused(audit_details={"beyond": sorted(beyond)})
+
+
+async def refuse_managing_above(
+    session: AsyncSession, user_id: uuid.UUID, held: frozenset[str]
+) -> None:
+    """Nobody manages (edits, disables, changes the roles of) an account holding more."""
+    refuse_escalation(await permissions_of(session, user_id), held)
 
 
 async def create_role(
@@ -129,14 +147,17 @@ async def update_role(
     role = await get_role(session, name)
     if role.name == ADMIN_ROLE:
         raise BuiltinRole()
+    # Editing a role acts on every permission it holds, for everyone who holds it.
+    refuse_escalation((permission.name for permission in role.permissions), held)
     changes: dict[str, Any] = {}
     if description is not None:
         role.description = description
         changes["description"] = description
     if permissions is not None:
-        # Changing a role is granting its new permissions to everyone who holds it.
         resolved = await _resolve_permissions(session, permissions)
         refuse_escalation(permissions, held)
+        if role.name == USER_ROLE and not set(permissions) >= SELF_SERVICE:
+            raise BuiltinRole("The user role keeps its self-service permissions.")
         role.permissions = resolved
         changes["permissions"] = sorted(permissions)
     audit.record(session, meta, "rbac.role_updated", actor_id=actor_id, subject=name, **changes)
@@ -145,11 +166,17 @@ async def update_role(
 
 
 async def delete_role(
-    session: AsyncSession, meta: RequestMeta, actor_id: uuid.UUID, name: str
+    session: AsyncSession,
+    meta: RequestMeta,
+    actor_id: uuid.UUID,
+    held: frozenset[str],
+    name: str,
 ) -> None:
     role = await get_role(session, name)
     if role.is_builtin:
         raise BuiltinRole()
+    # Deleting a role takes its permissions from everyone who holds it.
+    refuse_escalation((permission.name for permission in role.permissions), held)
     await session.delete(role)
     audit.record(session, meta, "rbac.role_deleted", actor_id=actor_id, subject=name)
     await session.commit()
@@ -199,6 +226,7 @@ async def assign_role(
     role_name: str,
 ) -> None:
     role = await _role_within(session, held, role_name)
+    await refuse_managing_above(session, user_id, held)
     try:
         granted = await _link(session, user_id, role)
     except IntegrityError:  # a concurrent grant of the same role
@@ -225,6 +253,7 @@ async def revoke_role(
     role_name: str,
 ) -> None:
     role = await _role_within(session, held, role_name)
+    await refuse_managing_above(session, user_id, held)
     if role.name == ADMIN_ROLE and await is_last_admin(session, user_id):
         raise LastAdmin()
     result = await session.execute(
@@ -243,12 +272,20 @@ async def revoke_role(
 
 
 async def is_last_admin(session: AsyncSession, user_id: uuid.UUID) -> bool:
+    """Whether `user_id` is the only active admin, decided under a lock held until the
+    caller's transaction ends, so two admins demoting, disabling or deleting each other at
+    once cannot both pass: call it right before the change it guards, then commit."""
+    # A write to the admin role row serialises every caller on every database: a row lock
+    # on PostgreSQL and MySQL, the write lock on SQLite.
+    await session.execute(update(Role).where(Role.name == ADMIN_ROLE).values(name=ADMIN_ROLE))
     admins = list(
         await session.scalars(
             select(user_roles.c.user_id)
             .join(Role, Role.id == user_roles.c.role_id)
             .join(User, User.id == user_roles.c.user_id)
             .where(Role.name == ADMIN_ROLE, User.is_active.is_(True))
+            # A locking read sees the latest commit under MySQL's repeatable read.
+            .with_for_update()
         )
     )
     return admins == [user_id]

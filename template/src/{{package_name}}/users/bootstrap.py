@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import select
 
-from ..auth.passwords import MAX_LENGTH, MIN_LENGTH, PasswordService, policy_violation
-from ..auth.schemas import Email
-from ..auth.service import normalize_email
+from ..audit import service as audit
+from ..auth.identity import normalize_email
+from ..auth.passwords import PasswordService, policy_violation
+from ..auth.schemas import NewEmail
 from ..config import Settings
 from ..database import create_engine, create_sessionmaker
 from ..rbac import service as rbac_service
@@ -19,31 +22,71 @@ class AdminSetupError(Exception):
     pass
 
 
-async def ensure_admin(settings: Settings, email: str, password: str) -> bool:
-    """Create the admin (True), or give an existing account the admin role (False)."""
+class AdminOutcome(StrEnum):
+    CREATED = "admin created"
+    PROMOTED = "admin role granted"
+    ALREADY_ADMIN = "already an admin"
+
+
+async def ensure_admin(
+    settings: Settings, email: str, password: str, *, promote_existing: bool = False
+) -> AdminOutcome:
+    """Create an admin account. An existing account is promoted only when asked explicitly
+    *and* the password given is its own: whoever registered an address first must not become
+    admin because an operator typed that address. Every grant is audited."""
     try:
-        email = normalize_email(TypeAdapter(Email).validate_python(email))
-    except ValidationError:
-        raise AdminSetupError(f"not a valid email address: {email!r}") from None
-    if not MIN_LENGTH <= len(password) <= MAX_LENGTH:
-        raise AdminSetupError(f"the password must have {MIN_LENGTH} to {MAX_LENGTH} characters")
-    reason = policy_violation(password, email)
-    if reason:
-        raise AdminSetupError(reason)
+        email = normalize_email(TypeAdapter(NewEmail).validate_python(email))
+    except ValidationError as error:
+        reason = error.errors()[0]["msg"]
+        raise AdminSetupError(f"not a usable email address: {email!r} ({reason})") from None
 
     engine = create_engine(settings)
     try:
         async with create_sessionmaker(engine)() as session:
+            passwords = PasswordService(concurrency=1)
             user = await session.scalar(select(User).where(User.email == email))
-            created = user is None
             if user is None:
-                passwords = PasswordService(concurrency=1)
+                weakness = policy_violation(password, email)
+                if weakness:
+                    raise AdminSetupError(weakness)
                 user = User(email=email, password_hash=await passwords.hash(password))
                 session.add(user)
                 await session.flush()
                 await rbac_service.grant_role(session, user.id, USER_ROLE)
-            await rbac_service.grant_role(session, user.id, ADMIN_ROLE)
+                audit.record(session, None, "user.registered", actor_id=user.id, via="cli")
+                outcome = AdminOutcome.CREATED
+            elif not promote_existing:
+                raise AdminSetupError(
+                    "an account with this email already exists; to make it admin, run again "
+                    "with --promote-existing and that account's password"
+                )
+            elif not await passwords.verify(user.password_hash, password):
+                audit.record(
+                    session,
+                    None,
+                    "rbac.role_assigned",
+                    outcome="failure",
+                    subject=str(user.id),
+                    role=ADMIN_ROLE,
+                    via="cli",
+                    reason="bad_password",
+                )
+                await session.commit()
+                raise AdminSetupError("the password is not this account's password")
+            else:
+                outcome = AdminOutcome.PROMOTED
+            if await rbac_service.grant_role(session, user.id, ADMIN_ROLE):
+                audit.record(
+                    session,
+                    None,
+                    "rbac.role_assigned",
+                    subject=str(user.id),
+                    role=ADMIN_ROLE,
+                    via="cli",
+                )
+            elif outcome is AdminOutcome.PROMOTED:
+                outcome = AdminOutcome.ALREADY_ADMIN
             await session.commit()
-            return created
+            return outcome
     finally:
         await engine.dispose()

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from ..rbac.models import Role
 
 EMAIL_MAX_LENGTH = 254
+FULL_NAME_MAX_LENGTH = 200
 
 
 class User(Base):
@@ -22,7 +23,7 @@ class User(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     email: Mapped[str] = mapped_column(String(EMAIL_MAX_LENGTH), unique=True)
-    full_name: Mapped[str] = mapped_column(String(200), default="")
+    full_name: Mapped[str] = mapped_column(String(FULL_NAME_MAX_LENGTH), default="")
     password_hash: Mapped[str] = mapped_column(String(255))
     is_active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response, status
 
-from ..auth.dependencies import PasswordServiceDep, Principal
+from ..auth.dependencies import PasswordServiceDep, Principal, RateLimiterDep
 from ..database import SessionDep
 from ..paths import API_PREFIX
 from ..rbac import service as rbac_service
@@ -48,10 +48,14 @@ async def delete_me(
     principal: Annotated[Principal, Guard(Perm.ACCOUNT_DELETE)],
     session: SessionDep,
     passwords: PasswordServiceDep,
+    limiter: RateLimiterDep,
     meta: RequestMetaDep,
 ) -> None:
-    """Erase the account (GDPR). The password confirms the request."""
-    await service.delete_account(session, passwords, meta, principal.user, password=body.password)
+    """Erase the account (GDPR). The password confirms the request; it is throttled and
+    audited like a login."""
+    await service.delete_account(
+        session, passwords, limiter, meta, principal.user, password=body.password
+    )
 
 
 @router.get("/me/export", response_model=AccountExport)

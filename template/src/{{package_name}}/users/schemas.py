@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import Field
-
-from ..auth.schemas import AnyPassword
+from ..auth.schemas import AnyPassword, FullName
 from ..schemas import InputModel, OutputModel
-
-FullName = Annotated[str, Field(max_length=200)]
 
 
 class UserOut(OutputModel):

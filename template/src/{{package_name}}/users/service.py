@@ -12,9 +12,11 @@ from sqlalchemy.orm import selectinload
 from ..audit import service as audit
 from ..audit.models import AuditEvent
 from ..auth import service as auth_service
+from ..auth.identity import normalize_email
 from ..auth.models import AuthSession
 from ..auth.passwords import PasswordService
 from ..errors import Conflict, NotFound
+from ..ratelimit import RateLimiter
 from ..rbac import service as rbac_service
 from ..requests import RequestMeta
 from .models import User
@@ -56,7 +58,7 @@ async def page(
 ) -> tuple[list[User], int]:
     query = select(User)
     if email:
-        query = query.where(User.email.contains(email.lower(), autoescape=True))
+        query = query.where(User.email.contains(normalize_email(email), autoescape=True))
     total = await session.scalar(select(func.count()).select_from(query.subquery()))
     users = await session.scalars(
         query.options(selectinload(User.roles))
@@ -90,7 +92,7 @@ async def admin_update(
 ) -> User:
     """Edit or disable a user. Nobody manages an account more privileged than their own."""
     user = await get(session, user_id)
-    rbac_service.refuse_escalation(await rbac_service.permissions_of(session, user_id), held)
+    await rbac_service.refuse_managing_above(session, user_id, held)
     changes: dict[str, Any] = {}
     if full_name is not None:
         user.full_name = full_name
@@ -98,6 +100,8 @@ async def admin_update(
     if is_active is not None and is_active != user.is_active:
         if not is_active and user_id == actor_id:
             raise Conflict("You cannot disable your own account.")
+        if not is_active and await rbac_service.is_last_admin(session, user_id):
+            raise rbac_service.LastAdmin("The last active admin cannot be disabled.")
         user.is_active = is_active
         changes["is_active"] = is_active
         if not is_active:
@@ -125,12 +129,13 @@ async def export(
         user=to_out(user),
         permissions=sorted(permissions),
         sessions=[SessionOut.model_validate(item) for item in sessions],
+        # Only the user's own data: the address of whoever acted on them (an admin) is not.
         audit_events=[
             {
                 "created_at": event.created_at.isoformat(),
                 "action": event.action,
                 "outcome": event.outcome,
-                "client_ip": event.client_ip,
+                "client_ip": event.client_ip if event.actor_id == user_id else None,
             }
             for event in events
         ],
@@ -140,18 +145,22 @@ async def export(
 async def delete_account(
     session: AsyncSession,
     passwords: PasswordService,
+    limiter: RateLimiter,
     meta: RequestMeta,
     user: User,
     *,
     password: str,
 ) -> None:
-    """Erase the account and everything that cascades from it; the audit trail keeps the event
-    under the user's id, with no personal data."""
-    if not await passwords.verify(user.password_hash, password):
-        raise auth_service.InvalidCredentials("The password is incorrect.")
+    """Erase the account and everything that cascades from it; the audit trail keeps its
+    events under the user's id, pseudonymised: no email, address or details."""
+    await auth_service.reauthenticate(
+        session, passwords, limiter, meta, user, password, purpose="account_deletion"
+    )
     if await rbac_service.is_last_admin(session, user.id):
         raise rbac_service.LastAdmin("The last active admin cannot delete their account.")
     user_id = user.id
+    await audit.pseudonymise(session, user_id, user.email)
     await session.execute(delete(User).where(User.id == user_id))  # the database cascades
-    audit.record(session, meta, "user.deleted", subject=str(user_id))
+    event = audit.record(session, meta, "user.deleted", subject=str(user_id))
+    event.client_ip = event.client_request_id = None  # nothing personal outlives the account
     await session.commit()
