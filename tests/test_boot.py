@@ -264,8 +264,9 @@ def test_sigterm_stops_the_server_with_exit_code_zero(
     [
         ("x" * 16, "too short"),
         ("change-me-change-me-change-me-change-me", "placeholder"),
+        ("a" * 32, "guessable"),
     ],
-    ids=["short", "placeholder"],
+    ids=["short", "placeholder", "guessable"],
 )
 def test_production_refuses_to_start_with_a_weak_secret_key(
     installed: Path,

@@ -108,8 +108,9 @@ class TooManyRequests(ProblemError):
         *,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        retry = {"Retry-After": str(max(retry_after, 1))}
-        super().__init__(detail, headers={**(headers or {}), **retry})
+        merged = {k: v for k, v in (headers or {}).items() if k.lower() != "retry-after"}
+        merged["Retry-After"] = str(max(retry_after, 1))
+        super().__init__(detail, headers=merged)
 
 
 class ServiceUnavailable(ProblemError):

@@ -57,9 +57,9 @@ def _policy(name: str, value: str) -> Policy:
 
 
 class RateLimiter:
-    """Counts hits per policy and key. A storage that fails (the Redis variant's falls back to
-    memory itself, so only with fail-closed) answers 503 when `fail_closed`, else lets the
-    request through, counted and logged."""
+    """Counts hits per policy and key. When the storage raises (ratelimit_storage absorbs the
+    outages it can survive itself), the request gets 503 if `fail_closed`, else goes through,
+    counted and logged."""
 
     def __init__(
         self,
