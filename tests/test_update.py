@@ -16,7 +16,15 @@ import copier
 import pytest
 import yaml
 
-from conftest import git, render
+from conftest import (
+    SUPPORTED_VARIANTS,
+    ProjectCache,
+    assert_ok,
+    git,
+    render,
+    repo_tool,
+    run,
+)
 
 OLD, NEW = "0.1.0", "0.2.0"
 
@@ -167,3 +175,86 @@ def test_switching_an_answer_matches_a_fresh_render(releases: Path, tmp_path: Pa
     assert not differing, f"after the switch these differ from a fresh render: {differing}"
     assert answers_of(project)["rate_limit_backend"] == "redis"
     assert re.search(r"\bredis\b", (project / "pyproject.toml").read_text(encoding="utf-8"))
+
+
+# ------------------------------------------------------------- secrets stay ignored
+def ignored(project: Path, relpath: str) -> bool:
+    return run(["git", "check-ignore", "--quiet", relpath], cwd=project).returncode == 0
+
+
+def test_filled_secrets_stay_ignored_through_a_deploy_target_round_trip(
+    releases: Path, tmp_path: Path
+) -> None:
+    """kubernetes → compose → kubernetes: the operator's secrets.env is kept (it is theirs) and
+    ignored by git at every step, so `git add -A` never commits it."""
+    kubernetes = {"deploy_target": "kubernetes"}
+    project = generate(releases, tmp_path / "project", kubernetes)
+    secrets_env = "deploy/overlays/production/secrets.env"
+    filled = "SECRET_KEY=the-real-production-key-0123456789abcdef\n"
+    (project / secrets_env).write_text(filled, encoding="utf-8")
+    (project / ".env").write_text("SECRET_KEY=a-local-key\n", encoding="utf-8")
+
+    steps = [("generated", None), ("compose", {"deploy_target": "compose"}), ("back", kubernetes)]
+    for step, switch in steps:
+        if switch is not None:
+            update(project, data=switch, vcs_ref=OLD)
+            git("add", "--all", cwd=project)
+            git("commit", "--quiet", "--no-verify", "-m", f"switch: {step}", cwd=project)
+        for secret_file in (secrets_env, ".env"):
+            assert ignored(project, secret_file), f"{secret_file} is not ignored after {step}"
+        assert (project / secrets_env).read_text(encoding="utf-8") == filled, step
+        tracked = git("ls-files", cwd=project).split()
+        assert secrets_env not in tracked, f"{secrets_env} was committed after {step}"
+        assert ".env" not in tracked
+    assert answers_of(project)["deploy_target"] == "kubernetes"
+
+
+def test_every_example_file_of_any_variant_is_ignored_in_every_variant(
+    project_cache: ProjectCache, tmp_path: Path
+) -> None:
+    """Whatever the answers, the file an operator makes from any `*.example` stays ignored."""
+    secret_files = sorted(
+        {
+            path.relative_to(project_cache.rendered(name)).as_posix().removesuffix(".example")
+            for name in SUPPORTED_VARIANTS
+            for path in project_cache.rendered(name).rglob("*.example")
+        }
+    )
+    assert ".env" in secret_files
+    assert "deploy/overlays/production/secrets.env" in secret_files
+    for name in SUPPORTED_VARIANTS:
+        # The variant's ignore rules in an empty repository (rendered trees stay pristine).
+        probe = tmp_path / name
+        probe.mkdir()
+        git("init", "--quiet", cwd=probe)
+        for rules in project_cache.rendered(name).rglob(".gitignore"):
+            target = probe / rules.relative_to(project_cache.rendered(name))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(rules.read_bytes())
+        for secret_file in secret_files:
+            assert ignored(probe, secret_file), f"{secret_file} is not ignored in {name}"
+
+
+# ------------------------------------------------------------ relative template path
+def test_a_relative_template_path_is_flagged_after_copy(
+    template_snapshot: Path, tmp_path: Path
+) -> None:
+    workspace = tmp_path / "workspace"
+    git("clone", "--quiet", template_snapshot, workspace / "rampart", cwd=tmp_path)
+    result = run(
+        [repo_tool("copier"), "copy", "--defaults", "--vcs-ref", "HEAD", "rampart", "svc"],
+        cwd=workspace,
+    )
+    assert_ok(result)
+    assert answers_of(workspace / "svc")["_src_path"] == "rampart"
+    assert 'the template was given as the relative path "rampart"' in result.stderr
+    assert 'copier copy "$(realpath rampart)" svc' in result.stderr
+
+    absolute = run(
+        [repo_tool("copier"), "copy", "--defaults", "--vcs-ref", "HEAD",
+         workspace / "rampart", "svc2"],
+        cwd=workspace,
+    )  # fmt: skip
+    assert_ok(absolute)
+    assert "relative path" not in absolute.stderr
+    assert "scripts/bootstrap" in absolute.stderr
