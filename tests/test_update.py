@@ -135,6 +135,7 @@ def test_update_to_a_newer_release_keeps_local_edits(releases: Path, tmp_path: P
     assert (project / NEW_FILE).read_text(encoding="utf-8") == "# Upgrade check for my-service\n"
     assert (project / "notes" / "local.md").read_text(encoding="utf-8") == "Our own notes.\n"
     assert answers_of(project)["_commit"] == NEW
+    assert f"release `{NEW}`" in text, "the README does not name the release it came from"
     assert not leftovers_of_a_merge(project)
     assert not unmerged(project)
 
@@ -180,6 +181,19 @@ def test_switching_an_answer_matches_a_fresh_render(releases: Path, tmp_path: Pa
     assert not differing, f"after the switch these differ from a fresh render: {differing}"
     assert answers_of(project)["rate_limit_backend"] == "redis"
     assert re.search(r"\bredis\b", (project / "pyproject.toml").read_text(encoding="utf-8"))
+
+
+def test_update_says_what_to_check_next(releases: Path, tmp_path: Path) -> None:
+    project = generate(releases, tmp_path / "project")
+    assert (
+        (project / ".copier-answers.yml")
+        .read_text(encoding="utf-8")
+        .startswith("# Changes here will be overwritten by Copier; NEVER EDIT MANUALLY\n")
+    )
+    result = run([repo_tool("copier"), "update", "--defaults", "--vcs-ref", NEW], cwd=project)
+    assert_ok(result)
+    for step in ("even when it leaves conflicts", "git status", "scripts/bootstrap", "migrate"):
+        assert step in result.stderr, result.stderr[-2000:]
 
 
 # ------------------------------------------------------------- secrets stay ignored
