@@ -22,26 +22,13 @@ import pytest
 import yaml
 from copier.errors import DirtyLocalWarning
 
-from conftest import repo_tool
+from conftest import SUPPORTED_VARIANTS, repo_tool
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-VARIANTS: dict[str, dict[str, Any]] = {
-    "compose-sqlite-memory": {},
-    "compose-postgresql-memory": {"database": "postgresql"},
-    "compose-mysql-redis": {"database": "mysql", "rate_limit_backend": "redis"},
-    "kubernetes-postgresql-redis": {
-        "deploy_target": "kubernetes",
-        "database": "postgresql",
-        "rate_limit_backend": "redis",
-    },
-    "kubernetes-mysql-redis": {
-        "deploy_target": "kubernetes",
-        "database": "mysql",
-        "rate_limit_backend": "redis",
-    },
-}
+# Every valid combination: each has its own Dockerfile, compose.yaml and workflow services.
+VARIANTS: dict[str, dict[str, Any]] = SUPPORTED_VARIANTS
 KUBERNETES_VARIANTS = [name for name in VARIANTS if name.startswith("kubernetes-")]
 OVERLAYS = ("staging", "production")
 SLUG = "my-service"
@@ -291,7 +278,7 @@ def test_dockerfile_runs_non_root_with_exec_form_healthcheck(
     assert f'ENTRYPOINT ["{SLUG}"]' in runtime
     assert 'CMD ["serve", "--host", "0.0.0.0", "--port", "8000"]' in runtime
     assert not re.search(r"^(ARG|ENV)\b.*(SECRET|PASSWORD|TOKEN)", text, re.MULTILINE)
-    assert ("/data" in runtime) == (variant == "compose-sqlite-memory")
+    assert ("/data" in runtime) == (VARIANTS[variant].get("database", "sqlite") == "sqlite")
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

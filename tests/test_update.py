@@ -125,8 +125,14 @@ def test_update_to_a_newer_release_keeps_local_edits(releases: Path, tmp_path: P
     (project / "notes").mkdir()
     (project / "notes" / "local.md").write_text("Our own notes.\n", encoding="utf-8")
     commit_all(project, "Local work")
+    header = "# Changes here will be overwritten by Copier; NEVER EDIT MANUALLY\n"
+    assert (project / ".copier-answers.yml").read_text(encoding="utf-8").startswith(header)
 
-    update(project)
+    # The command line a user types, which also prints what to check next.
+    result = run([repo_tool("copier"), "update", "--defaults", "--vcs-ref", NEW], cwd=project)
+    assert_ok(result)
+    for step in ("even when it leaves conflicts", "git status", "scripts/bootstrap", "migrate"):
+        assert step in result.stderr, result.stderr[-2000:]
 
     text = readme.read_text(encoding="utf-8")
     assert local_line in text, "the local edit was lost"
@@ -181,19 +187,6 @@ def test_switching_an_answer_matches_a_fresh_render(releases: Path, tmp_path: Pa
     assert not differing, f"after the switch these differ from a fresh render: {differing}"
     assert answers_of(project)["rate_limit_backend"] == "redis"
     assert re.search(r"\bredis\b", (project / "pyproject.toml").read_text(encoding="utf-8"))
-
-
-def test_update_says_what_to_check_next(releases: Path, tmp_path: Path) -> None:
-    project = generate(releases, tmp_path / "project")
-    assert (
-        (project / ".copier-answers.yml")
-        .read_text(encoding="utf-8")
-        .startswith("# Changes here will be overwritten by Copier; NEVER EDIT MANUALLY\n")
-    )
-    result = run([repo_tool("copier"), "update", "--defaults", "--vcs-ref", NEW], cwd=project)
-    assert_ok(result)
-    for step in ("even when it leaves conflicts", "git status", "scripts/bootstrap", "migrate"):
-        assert step in result.stderr, result.stderr[-2000:]
 
 
 # ------------------------------------------------------------- secrets stay ignored
