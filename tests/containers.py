@@ -1,8 +1,8 @@
 """Images of rendered projects, built and run with podman on base images made on this machine.
 
-There is no Docker engine and no container registry here, but Debian's podman, buildah and runc
-build the rendered Dockerfile unchanged: only its base-image build argument points at a local
-image. That image is made here: a minbase Debian rootfs from debootstrap (this machine's apt
+There is no Docker engine and no container registry here, but Debian's podman (buildah inside)
+and runc build the rendered Dockerfile unchanged: only its base-image build argument points at a
+local image. That image is made here: a minbase Debian rootfs from debootstrap (this machine's apt
 mirror), imported, then a Python layer that trusts the host's CA bundle (package downloads inside
 a build go through the same TLS-inspecting egress as the host's).
 
@@ -72,7 +72,7 @@ runroot = "{run}/storage"
 
 BUILD_TIMEOUT = 900
 BOOTSTRAP_TIMEOUT = 900
-REQUIRED_TOOLS = ("podman", "buildah", "runc", "debootstrap")
+REQUIRED_TOOLS = ("podman", "runc", "slirp4netns", "debootstrap")
 # From inside a container on slirp4netns, the host's loopback (PostgreSQL, Redis) is 10.0.2.2.
 HOST_FROM_CONTAINER = "10.0.2.2"
 HOST_LOOPBACK_NETWORK = "slirp4netns:allow_host_loopback=true"
