@@ -227,8 +227,8 @@ def declared_build_args(dockerfile: Path) -> set[str]:
 def build(podman: Podman, project: Path, tag: str, base: BaseImages) -> None:
     """`podman build` of the project's own Dockerfile, base images taken from this machine.
 
-    `--pull=never`: nothing comes from a registry. `--format docker`: the OCI format has no
-    HEALTHCHECK, and podman would drop it.
+    `--pull=never`: nothing comes from a registry (the digest-pinned default stage is unused
+    and skipped). `--format docker`: the OCI format has no HEALTHCHECK, and podman would drop it.
     """
     declared = declared_build_args(project / "Dockerfile")
     assert PYTHON_BUILD_ARG in declared, (

@@ -114,6 +114,7 @@ def fuzz(server: Server, directory: Path, *options: str) -> None:
             "--max-examples", str(MAX_EXAMPLES),
             "--seed", SEED,
             "--workers", "1",
+            "--continue-on-failure",  # every kind of failure of an operation, not the first
             "--request-timeout", "30",
             "--generation-database", "none",
             "--report", "junit", "--report-junit-path", junit,
