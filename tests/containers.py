@@ -211,12 +211,13 @@ def _debootstrap(podman: Podman, mirror: str, tag: str) -> None:
 
 
 def _forget_other_recipes(podman: Podman, keep: set[str]) -> None:
-    """Drop base images of older recipes and dangling layers of earlier builds (bounded disk)."""
+    """Drop base images of older recipes, and untagged layers older than a week: the builder
+    stage's layers are untagged too, and the next build reuses the recent ones."""
     listed = podman("images", "--format", "{{.Repository}}:{{.Tag}}", IMAGE_REPOSITORY + "/*")
     stale = [name for name in listed.split() if name not in keep]
     if stale:
         podman("rmi", "--force", *stale)
-    podman("image", "prune", "--force")
+    podman("image", "prune", "--force", "--filter", "until=168h")
 
 
 # --------------------------------------------------------------------------- service images
