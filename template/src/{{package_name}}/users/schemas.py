@@ -6,6 +6,8 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from pydantic import StrictBool
+
 from ..auth.schemas import AnyPassword, FullName
 from ..schemas import InputModel, OutputModel
 
@@ -27,7 +29,7 @@ class ProfileUpdate(InputModel):
 
 class AdminUserUpdate(InputModel):
     full_name: FullName | None = None
-    is_active: bool | None = None
+    is_active: StrictBool | None = None  # 0, 1 or "no" are not a status
 
 
 class AccountDeletion(InputModel):
