@@ -33,7 +33,8 @@ SERVICE_ERRORS: dict[tuple[str, str], dict[int, str]] = {
     ("POST", f"{A}/auth/login"): {401: "Wrong email or password (`invalid_credentials`)."},
     ("POST", f"{A}/auth/token"): {401: "Wrong email or password (`invalid_credentials`)."},
     ("POST", f"{A}/auth/refresh"): {
-        401: "The refresh token is unknown, expired or reused (`invalid_refresh_token`)."
+        401: "The refresh token is unknown, expired or reused (`invalid_refresh_token`).",
+        409: "A concurrent call rotated this token a moment ago (`refresh_token_superseded`).",
     },
     ("POST", f"{A}/auth/password/reset"): {
         401: "The reset token is unknown, used or expired (`invalid_reset_token`)."

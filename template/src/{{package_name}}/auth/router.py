@@ -112,11 +112,7 @@ async def login(body: LoginRequest, log_in: LoginDep) -> TokenPair:
     return await log_in(body)
 
 
-@router.post(
-    "/refresh",
-    response_model=TokenPair,
-    responses={409: {"description": "The token was rotated a moment ago by a concurrent call"}},
-)
+@router.post("/refresh", response_model=TokenPair)
 async def refresh(
     body: RefreshRequest,
     session: SessionDep,
