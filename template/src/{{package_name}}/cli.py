@@ -35,7 +35,7 @@ def _settings() -> Settings:
 
 @app.command()
 def migrate(
-    revision: Annotated[str, typer.Argument(help="Target revision")] = "head",
+    revision: Annotated[str, typer.Argument(help="Target revision")] = "heads",
 ) -> None:
     """Apply the database migrations to DATABASE_URL."""
     from .migrations import upgrade

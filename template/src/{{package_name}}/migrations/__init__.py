@@ -19,7 +19,8 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
+def upgrade(database_url: str, revision: str = "heads") -> None:
+    """Apply migrations up to `revision`; "heads" includes every optional feature's branch."""
     command.upgrade(alembic_config(database_url), revision)
 
 
