@@ -178,6 +178,7 @@ class LinkPolicy:
 
 def _unsettled_from(text: str) -> int:
     """Where the part of `text` that more input could still turn into a link begins."""
+    settled_until = 0  # the end of the last complete construct: never cut inside one
     index = 0
     while index < len(text):
         char = text[index]
@@ -185,23 +186,29 @@ def _unsettled_from(text: str) -> int:
             index += 2
             continue
         if char == "[":
+            opener = index - 1 if index > 0 and text[index - 1] == "!" else index
             close = _matching(text, index, "[", "]")
             if close is None or close + 1 >= len(text):
-                return index - 1 if index > 0 and text[index - 1] == "!" else index
+                return opener
             follower = text[close + 1]
-            closer = {"(": ")", "[": "]"}.get(follower)
-            if closer and _matching(text, close + 1, follower, closer) is None:
-                return index - 1 if index > 0 and text[index - 1] == "!" else index
-            if follower == ":" and "\n" not in text[close:]:
+            end: int | None = close + 1
+            if follower in "([":
+                end = _matching(text, close + 1, follower, {"(": ")", "[": "]"}[follower])
+            elif follower == ":":
+                newline = text.find("\n", close)
+                end = None if newline < 0 else newline
+            if end is None:
+                return opener
+            settled_until = max(settled_until, end + 1)
+        elif char == "<" and _TAG_START.match(text[index + 1 : index + 2] or "a"):
+            end = text.find(">", index)
+            if end < 0:
                 return index
-        elif char == "<" and ">" not in text[index:]:
-            follower = text[index + 1 : index + 2]
-            if not follower or _TAG_START.match(follower):
-                return index
+            settled_until = max(settled_until, end + 1)
         index += 1
-    # A bare URL (or `!` before `[`) ends at whitespace: hold the unfinished last word.
+    # A bare URL ends at whitespace: hold the unfinished last word.
     last_space = max(text.rfind(c) for c in " \t\n")
-    return min(index, last_space + 1)
+    return min(len(text), max(last_space + 1, settled_until))
 
 
 class StreamFilter:

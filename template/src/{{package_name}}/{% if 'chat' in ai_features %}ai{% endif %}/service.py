@@ -233,6 +233,9 @@ async def start_chat(
             raise
         if body.conversation_id is None:
             writer.add(Conversation(id=conversation_id, user_id=user_id, title=text[:TITLE_CHARS]))
+            await (
+                writer.flush()
+            )  # before the rows that reference it (no ORM relationship orders them)
         else:
             await writer.execute(
                 update(Conversation)

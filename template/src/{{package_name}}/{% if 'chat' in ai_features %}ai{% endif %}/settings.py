@@ -47,7 +47,7 @@ class ChatSettings(BaseSettings):
 
     @field_validator("ai_allowed_link_hosts", mode="before")
     @classmethod
-    def _hosts(cls, value: object) -> object:
+    def _ai_hosts(cls, value: object) -> object:
         if isinstance(value, str):
             text = value.strip()
             if text.startswith("["):
@@ -57,19 +57,19 @@ class ChatSettings(BaseSettings):
 
     @field_validator("ai_allowed_link_hosts")
     @classmethod
-    def _lower_hosts(cls, value: list[str]) -> list[str]:
+    def _ai_lower_hosts(cls, value: list[str]) -> list[str]:
         return [host.lower().rstrip(".") for host in value]
 
     @field_validator("ai_base_url")
     @classmethod
-    def _base_url(cls, value: str) -> str:
+    def _ai_base_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("AI_BASE_URL must start with http:// or https://")
         return value.rstrip("/")
 
     @field_validator("rate_limit_ai")
     @classmethod
-    def _rate_limit(cls, value: str) -> str:
+    def _ai_rate_limit(cls, value: str) -> str:
         from limits import parse
 
         parse(value)
