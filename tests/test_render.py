@@ -39,7 +39,6 @@ UNLOCK: dict[str, Any] = {"unavailable_values": []}
 # Each refused combination with the texts its message must contain: what is wrong, and what
 # to pick instead. Adding a case is one line.
 REFUSED: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
-    "chat-not-yet": ({"ai_features": ["chat"]}, ("ai_features=chat", "leave it unselected")),
     "documents-not-yet": ({"ai_features": ["documents"]}, ("ai_features=documents",)),
     "kubernetes+sqlite": (
         {
@@ -246,8 +245,13 @@ FEATURES = (
     Feature(
         "chat",
         lambda answers: "chat" in answers["ai_features"],
-        paths=("src/{pkg}/ai/chat*", "tests/**/test_chat*.py"),
-        words=(r"\bai:chat\b",),
+        paths=(
+            "src/{pkg}/ai",
+            "src/{pkg}/migrations/versions/ai_chat_*.py",
+            "tests/**/test_ai_*.py",
+            "tests/ai_stub.py",
+        ),
+        words=(r"\bai:chat\b", r"\bai_daily_tokens_per_user\b", r"\bai_chat_0001\b"),
     ),
     Feature(
         "documents",

@@ -147,23 +147,48 @@ def test_conflicting_local_edit_is_reported_not_lost(releases: Path, tmp_path: P
     assert answers_of(project)["_commit"] == NEW
 
 
-def test_switching_an_answer_matches_a_fresh_render(releases: Path, tmp_path: Path) -> None:
-    """memory → redis adds and removes exactly what a fresh render of each answer differs by."""
-    switch = {"rate_limit_backend": "redis"}
-    project = generate(releases, tmp_path / "project")
-    (project / "notes.md").write_text("Local file.\n", encoding="utf-8")
-    commit_all(project, "Local work")
+def switch(
+    releases: Path, tmp_path: Path, answers: dict[str, Any], *, project: Path | None = None
+) -> tuple[Path, dict[str, bytes]]:
+    """Update a project (a fresh one by default) to `answers`; assert that it changed exactly as
+    two fresh renders differ, and return it with its files from before the switch."""
+    if project is None:
+        project = generate(releases, tmp_path / "project")
+        (project / "notes.md").write_text("Local file.\n", encoding="utf-8")
+        commit_all(project, "Local work")
     before = files(project)
+    old_answers = {key: answers_of(project)[key] for key in answers}
 
-    update(project, data=switch, vcs_ref=OLD)
+    update(project, data=answers, vcs_ref=OLD)
 
     after = files(project)
-    fresh_memory = files(render(tmp_path / "fresh-memory", template=releases, vcs_ref=OLD))
-    fresh_redis = files(render(tmp_path / "fresh-redis", switch, template=releases, vcs_ref=OLD))
-    assert sorted(after.keys() - before.keys()) == sorted(fresh_redis.keys() - fresh_memory.keys())
-    assert sorted(before.keys() - after.keys()) == sorted(fresh_memory.keys() - fresh_redis.keys())
-    assert after.pop("notes.md") == b"Local file.\n"
-    differing = [name for name in fresh_redis if after.get(name) != fresh_redis[name]]
+    name = "-".join(f"{key}-{value}" for key, value in answers.items())
+    old = files(render(tmp_path / f"fresh-{name}-old", old_answers, template=releases, vcs_ref=OLD))
+    new = files(render(tmp_path / f"fresh-{name}-new", answers, template=releases, vcs_ref=OLD))
+    assert sorted(after.keys() - before.keys()) == sorted(new.keys() - old.keys())
+    assert sorted(before.keys() - after.keys()) == sorted(old.keys() - new.keys())
+    assert after["notes.md"] == b"Local file.\n"
+    differing = [name for name in new if after.get(name) != new[name]]
     assert not differing, f"after the switch these differ from a fresh render: {differing}"
+    return project, before
+
+
+def test_switching_an_answer_matches_a_fresh_render(releases: Path, tmp_path: Path) -> None:
+    """memory → redis adds and removes exactly what a fresh render of each answer differs by."""
+    project, _ = switch(releases, tmp_path, {"rate_limit_backend": "redis"})
     assert answers_of(project)["rate_limit_backend"] == "redis"
     assert re.search(r"\bredis\b", (project / "pyproject.toml").read_text(encoding="utf-8"))
+
+
+def test_switching_chat_on_and_off_adds_and_removes_exactly_its_files(
+    releases: Path, tmp_path: Path
+) -> None:
+    project, without_chat = switch(releases, tmp_path, {"ai_features": ["chat"]})
+    added = files(project).keys() - without_chat.keys()
+    assert "src/my_service/ai/router.py" in added
+    assert "src/my_service/migrations/versions/ai_chat_0001.py" in added
+    commit_all(project, "Chat on")
+
+    switch(releases, tmp_path, {"ai_features": []}, project=project)
+
+    assert files(project) == without_chat
