@@ -30,16 +30,21 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 VARIANTS: dict[str, dict[str, Any]] = {
     "compose-sqlite-memory": {},
     "compose-postgresql-memory": {"database": "postgresql"},
-    "compose-mysql-redis": {"database": "mysql", "rate_limit_backend": "redis"},
+    "compose-mysql-redis-chat": {
+        "database": "mysql",
+        "rate_limit_backend": "redis",
+        "ai_features": ["chat"],
+    },
     "kubernetes-postgresql-redis": {
         "deploy_target": "kubernetes",
         "database": "postgresql",
         "rate_limit_backend": "redis",
     },
-    "kubernetes-mysql-redis": {
+    "kubernetes-mysql-redis-chat": {
         "deploy_target": "kubernetes",
         "database": "mysql",
         "rate_limit_backend": "redis",
+        "ai_features": ["chat"],
     },
 }
 KUBERNETES_VARIANTS = [name for name in VARIANTS if name.startswith("kubernetes-")]
@@ -664,7 +669,8 @@ def test_overlay_wires_namespace_probes_secrets_and_traffic(
     }
     database_port = 3306 if VARIANTS[variant]["database"] == "mysql" else 5432
     assert ingress_ports == {8000}
-    assert egress_ports == {53, database_port, 6379}
+    provider_port = {443} if "chat" in VARIANTS[variant].get("ai_features", []) else set()
+    assert egress_ports == {53, database_port, 6379} | provider_port
 
 
 @pytest.mark.parametrize("variant", KUBERNETES_VARIANTS)
