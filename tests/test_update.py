@@ -16,7 +16,7 @@ import copier
 import pytest
 import yaml
 
-from conftest import git, render
+from conftest import INSTALL_TIMEOUT, assert_ok, fresh_database, git, project_env, render, run
 
 OLD, NEW = "0.1.0", "0.2.0"
 
@@ -192,3 +192,62 @@ def test_switching_chat_on_and_off_adds_and_removes_exactly_its_files(
     switch(releases, tmp_path, {"ai_features": []}, project=project)
 
     assert files(project) == without_chat
+
+
+GRANTED_AI_PERMISSIONS = """
+import asyncio
+from sqlalchemy import select
+from my_service.config import Settings
+from my_service.database import create_engine
+from my_service.migrations import check
+from my_service.rbac.models import Permission, role_permissions, user_roles
+from my_service.users.models import User
+
+async def main() -> None:
+    engine = create_engine(Settings())
+    async with engine.connect() as connection:
+        rows = await connection.execute(
+            select(User.email, Permission.name)
+            .join(user_roles, user_roles.c.user_id == User.id)
+            .join(role_permissions, role_permissions.c.role_id == user_roles.c.role_id)
+            .join(Permission, Permission.id == role_permissions.c.permission_id)
+            .where(Permission.name.like("ai%"))
+        )
+        for email, name in rows:
+            print(email, name)
+    await engine.dispose()
+
+check(Settings().database_url)
+asyncio.run(main())
+"""
+
+
+@pytest.mark.slow
+def test_switching_chat_on_then_migrate_keeps_an_existing_database(
+    releases: Path, tmp_path: Path
+) -> None:
+    """On MariaDB (the strictest about DDL): data made without chat survives, and the admin
+    holds the AI permissions the new branch seeds."""
+    project = generate(releases, tmp_path / "project", {"database": "mysql"})
+    assert_ok(run(["uv", "sync"], cwd=project, env=project_env(), timeout=INSTALL_TIMEOUT))
+    with fresh_database("mysql", tmp_path / "db") as url:
+        env = project_env(DATABASE_URL=url, ENVIRONMENT="test")
+        assert_ok(run(["uv", "run", "my-service", "migrate"], cwd=project, env=env))
+        admin = ["uv", "run", "my-service", "create-admin", "--email", "admin@example.com"]
+        created = run([*admin, "--password-stdin"], cwd=project, env=env, input="Hw4$kN7@qRz2Lp\n")
+        assert_ok(created)
+        commit_all(project, "Local work")
+
+        update(project, data={"ai_features": ["chat"]}, vcs_ref=OLD)
+        assert_ok(run(["uv", "sync"], cwd=project, env=project_env(), timeout=INSTALL_TIMEOUT))
+        assert_ok(run(["uv", "run", "my-service", "migrate"], cwd=project, env=env))
+        checked = run(["uv", "run", "python", "-c", GRANTED_AI_PERMISSIONS], cwd=project, env=env)
+
+    assert_ok(checked)
+    assert "No new upgrade operations detected." in checked.stdout  # alembic check: clean
+    assert sorted({line for line in checked.stdout.splitlines() if "@" in line}) == [
+        "admin@example.com ai:chat",
+        "admin@example.com ai_analytics:read",
+        "admin@example.com ai_quotas:write",
+        "admin@example.com ai_usage:read",
+    ]
