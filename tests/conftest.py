@@ -44,7 +44,7 @@ UNSUPPORTED: tuple[dict[str, Any], ...] = (
 
 # Values copier.yml refuses as "not available yet". The release that builds one deletes it here
 # (and its `validator` in copier.yml); its combinations then join SUPPORTED_VARIANTS.
-NOT_YET_AVAILABLE: dict[str, tuple[str, ...]] = {"ai_features": ("chat", "documents")}
+NOT_YET_AVAILABLE: dict[str, tuple[str, ...]] = {}
 
 
 def choice_values(question: str) -> list[Any]:
@@ -122,11 +122,11 @@ SUPPORTED_VARIANTS: dict[str, dict[str, Any]] = supported_combinations()
 # boot costs minutes of CI: cover a new pair by changing a variant here before adding one.
 BOOTED_VARIANTS: tuple[str, ...] = (
     "compose-sqlite-memory",
-    "compose-sqlite-redis",
-    "compose-postgresql-memory",
-    "compose-mysql-memory",
-    "kubernetes-postgresql-redis",
-    "kubernetes-mysql-redis",
+    "compose-sqlite-redis-chat-documents",
+    "compose-postgresql-memory-documents",
+    "compose-mysql-memory-chat",
+    "kubernetes-postgresql-redis-chat",
+    "kubernetes-mysql-redis-documents",
 )
 
 # Settings of the generated service (and of its tests) that must not leak from the shell
@@ -134,7 +134,7 @@ BOOTED_VARIANTS: tuple[str, ...] = (
 _SERVICE_SETTINGS = re.compile(
     r"^(ENVIRONMENT|DEBUG|DATABASE_URL|SECRET_KEY|PREVIOUS_SECRET_KEYS|REDIS_URL|TRUSTED_HOSTS"
     r"|TRUSTED_PROXIES|CORS_.*|DOCS_ENABLED|AUTO_MIGRATE|METRICS_TOKEN|LOG_.*|DB_.*"
-    r"|RATE_LIMIT_.*|SMTP_.*|JWT_.*|SERVER_.*|TEST_.*)$"
+    r"|RATE_LIMIT_.*|SMTP_.*|JWT_.*|SERVER_.*|AI_.*|TEST_.*)$"
 )
 # Variables that would point uv at this repository's environment instead of the project's.
 _FOREIGN_ENVIRONMENT = {"VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT", "PYTHONPATH", "PYTHONHOME"}

@@ -54,6 +54,8 @@ def service_env(answers: Mapping[str, Any], database_url: str, **overrides: str)
     }
     if answers["rate_limit_backend"] == "redis":
         settings["REDIS_URL"] = REDIS_URL
+    if "chat" in answers["ai_features"]:
+        settings["AI_ALLOW_FAKE_IN_PRODUCTION"] = "true"  # no provider to reach from a test
     return project_env(**{**settings, **overrides})
 
 

@@ -7,6 +7,7 @@ Servers bind 127.0.0.1 only. Each test gets fresh, uniquely named databases.
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -218,6 +219,40 @@ def test_http_flow_in_production(served: Server) -> None:
         token_pair(
             client.post("/api/v1/auth/refresh", json={"refresh_token": form["refresh_token"]})
         )
+
+
+def test_streamed_chat_in_production(served: Server, answers: dict[str, Any]) -> None:
+    """A chat variant answers over server-sent events (the fake provider, explicitly allowed)."""
+    if "chat" not in answers["ai_features"]:
+        pytest.skip("this variant has no chat")
+    with httpx.Client(base_url=served.base_url, timeout=10) as client:
+        credentials = {"email": "chatter@example.com", "password": PASSWORD}
+        assert client.post("/api/v1/auth/register", json=credentials).status_code == 201
+        headers = bearer(
+            token_pair(client.post("/api/v1/auth/login", json=credentials))["access_token"]
+        )
+        problem(client.post("/api/v1/ai/chat", json={"message": "hi", "stream": True}), 401)
+
+        body = {"message": "hello from the boot test", "stream": True}
+        with client.stream("POST", "/api/v1/ai/chat", json=body, headers=headers) as response:
+            assert response.status_code == 200, response.read()
+            assert response.headers["content-type"].startswith("text/event-stream")
+            lines = [line for line in response.iter_lines() if line]
+        names = [line.removeprefix("event: ") for line in lines if line.startswith("event: ")]
+        data = [
+            json.loads(line.removeprefix("data: ")) for line in lines if line.startswith("data: ")
+        ]
+        assert names == ["delta"] * (len(names) - 1) + ["done"], names
+        assert "".join(item["content"] for item in data[:-1]) == "Echo: hello from the boot test"
+
+        conversation = client.get(
+            f"/api/v1/ai/conversations/{data[-1]['conversation_id']}", headers=headers
+        )
+        assert conversation.status_code == 200, conversation.text
+        assert [m["role"] for m in conversation.json()["messages"]] == ["user", "assistant"]
+        usage = client.get("/api/v1/ai/usage", headers=headers).json()
+        assert usage["used_tokens"] == data[-1]["usage"]["total_tokens"] > 0
+        assert usage["reserved_tokens"] == 0
 
 
 def test_docs_are_off_in_production(served: Server) -> None:

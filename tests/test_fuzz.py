@@ -46,7 +46,7 @@ from servers import (
 pytestmark = pytest.mark.slow
 
 # Booted by test_boot.py as well, so their installs are shared: one SQLite, one PostgreSQL.
-FUZZ_VARIANTS = ["compose-sqlite-memory", "kubernetes-postgresql-redis"]
+FUZZ_VARIANTS = ["compose-sqlite-memory", "kubernetes-postgresql-redis-chat"]
 MAX_EXAMPLES = 40  # per operation and phase; 30 missed the NUL filter 500 on PostgreSQL
 SEED = os.environ.get("RAMPART_FUZZ_SEED", "20260101")
 FUZZ_TIMEOUT = 600

@@ -36,7 +36,7 @@ from servers import (
 
 pytestmark = pytest.mark.slow
 
-VARIANT = "kubernetes-postgresql-redis"  # booted too, so its install is shared
+VARIANT = "kubernetes-postgresql-redis-chat"  # booted too, so its install is shared
 AUTH_LIMIT = 8
 LOAD = 30  # concurrent logins in flight while Redis is killed
 RECOVERY_TIMEOUT = 30.0

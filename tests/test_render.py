@@ -37,7 +37,6 @@ from conftest import (
 KUBERNETES_SQLITE = {"deploy_target": "kubernetes", "database": "sqlite"}
 KUBERNETES_MEMORY = {"deploy_target": "kubernetes", "rate_limit_backend": "memory"}
 REFUSED: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
-    "chat-not-yet": ({"ai_features": ["chat"]}, ("ai_features=chat", "leave it unselected")),
     "documents-not-yet": ({"ai_features": ["documents"]}, ("ai_features=documents",)),
     "kubernetes+sqlite": (
         {**KUBERNETES_SQLITE, "rate_limit_backend": "redis"},
@@ -244,8 +243,13 @@ FEATURES = (
     Feature(
         "chat",
         lambda answers: "chat" in answers["ai_features"],
-        paths=("src/{pkg}/ai/chat*", "tests/**/test_chat*.py"),
-        words=(r"\bai:chat\b",),
+        paths=(
+            "src/{pkg}/ai",
+            "src/{pkg}/migrations/versions/ai_chat_*.py",
+            "tests/**/test_ai_*.py",
+            "tests/ai_stub.py",
+        ),
+        words=(r"\bai:chat\b", r"\bai_daily_tokens_per_user\b", r"\bai_chat_0001\b"),
     ),
     Feature(
         "documents",

@@ -24,6 +24,7 @@ from conftest import (
     SUPPORTED_VARIANTS,
     ProjectCache,
     assert_ok,
+    fresh_database,
     git,
     project_env,
     render,
@@ -167,24 +168,35 @@ def test_conflicting_local_edit_is_reported_not_lost(releases: Path, tmp_path: P
     assert answers_of(project)["_commit"] == NEW
 
 
-def test_switching_an_answer_matches_a_fresh_render(releases: Path, tmp_path: Path) -> None:
-    """memory → redis adds and removes exactly what a fresh render of each answer differs by."""
-    switch = {"rate_limit_backend": "redis"}
-    project = generate(releases, tmp_path / "project")
-    (project / "notes.md").write_text("Local file.\n", encoding="utf-8")
-    commit_all(project, "Local work")
+def switch(
+    releases: Path, tmp_path: Path, answers: dict[str, Any], *, project: Path | None = None
+) -> tuple[Path, dict[str, bytes]]:
+    """Update a project (a fresh one by default) to `answers`; assert that it changed exactly as
+    two fresh renders differ, and return it with its files from before the switch."""
+    if project is None:
+        project = generate(releases, tmp_path / "project")
+        (project / "notes.md").write_text("Local file.\n", encoding="utf-8")
+        commit_all(project, "Local work")
     before = files(project)
+    old_answers = {key: answers_of(project)[key] for key in answers}
 
-    update(project, data=switch, vcs_ref=OLD)
+    update(project, data=answers, vcs_ref=OLD)
 
     after = files(project)
-    fresh_memory = files(render(tmp_path / "fresh-memory", template=releases, vcs_ref=OLD))
-    fresh_redis = files(render(tmp_path / "fresh-redis", switch, template=releases, vcs_ref=OLD))
-    assert sorted(after.keys() - before.keys()) == sorted(fresh_redis.keys() - fresh_memory.keys())
-    assert sorted(before.keys() - after.keys()) == sorted(fresh_memory.keys() - fresh_redis.keys())
-    assert after.pop("notes.md") == b"Local file.\n"
-    differing = [name for name in fresh_redis if after.get(name) != fresh_redis[name]]
+    name = "-".join(f"{key}-{value}" for key, value in answers.items())
+    old = files(render(tmp_path / f"fresh-{name}-old", old_answers, template=releases, vcs_ref=OLD))
+    new = files(render(tmp_path / f"fresh-{name}-new", answers, template=releases, vcs_ref=OLD))
+    assert sorted(after.keys() - before.keys()) == sorted(new.keys() - old.keys())
+    assert sorted(before.keys() - after.keys()) == sorted(old.keys() - new.keys())
+    assert after["notes.md"] == b"Local file.\n"
+    differing = [name for name in new if after.get(name) != new[name]]
     assert not differing, f"after the switch these differ from a fresh render: {differing}"
+    return project, before
+
+
+def test_switching_an_answer_matches_a_fresh_render(releases: Path, tmp_path: Path) -> None:
+    """memory → redis adds and removes exactly what a fresh render of each answer differs by."""
+    project, _ = switch(releases, tmp_path, {"rate_limit_backend": "redis"})
     assert answers_of(project)["rate_limit_backend"] == "redis"
     assert re.search(r"\bredis\b", (project / "pyproject.toml").read_text(encoding="utf-8"))
 
@@ -446,3 +458,76 @@ def test_bootstrap_is_idempotent_and_relocks_after_a_switch(releases: Path, tmp_
     assert_ok(run(["uv", "lock", "--check"], cwd=project, env=project_env()))
     assert "asyncpg" in (project / "uv.lock").read_text(encoding="utf-8")
     assert (project / ".env").read_bytes() == before[".env"], "bootstrap overwrote .env"
+
+
+def test_switching_chat_on_and_off_adds_and_removes_exactly_its_files(
+    releases: Path, tmp_path: Path
+) -> None:
+    project, without_chat = switch(releases, tmp_path, {"ai_features": ["chat"]})
+    added = files(project).keys() - without_chat.keys()
+    assert "src/my_service/ai/router.py" in added
+    assert "src/my_service/migrations/versions/ai_chat_0001.py" in added
+    commit_all(project, "Chat on")
+
+    switch(releases, tmp_path, {"ai_features": []}, project=project)
+
+    assert files(project) == without_chat
+
+
+GRANTED_AI_PERMISSIONS = """
+import asyncio
+from sqlalchemy import select
+from my_service.config import Settings
+from my_service.database import create_engine
+from my_service.migrations import check
+from my_service.rbac.models import Permission, role_permissions, user_roles
+from my_service.users.models import User
+
+async def main() -> None:
+    engine = create_engine(Settings())
+    async with engine.connect() as connection:
+        rows = await connection.execute(
+            select(User.email, Permission.name)
+            .join(user_roles, user_roles.c.user_id == User.id)
+            .join(role_permissions, role_permissions.c.role_id == user_roles.c.role_id)
+            .join(Permission, Permission.id == role_permissions.c.permission_id)
+            .where(Permission.name.like("ai%"))
+        )
+        for email, name in rows:
+            print(email, name)
+    await engine.dispose()
+
+check(Settings().database_url)
+asyncio.run(main())
+"""
+
+
+@pytest.mark.slow
+def test_switching_chat_on_then_migrate_keeps_an_existing_database(
+    releases: Path, tmp_path: Path
+) -> None:
+    """On MariaDB (the strictest about DDL): data made without chat survives, and the admin
+    holds the AI permissions the new branch seeds."""
+    project = generate(releases, tmp_path / "project", {"database": "mysql"})
+    assert_ok(run(["uv", "sync"], cwd=project, env=project_env(), timeout=INSTALL_TIMEOUT))
+    with fresh_database("mysql", tmp_path / "db") as url:
+        env = project_env(DATABASE_URL=url, ENVIRONMENT="test")
+        assert_ok(run(["uv", "run", "my-service", "migrate"], cwd=project, env=env))
+        admin = ["uv", "run", "my-service", "create-admin", "--email", "admin@example.com"]
+        created = run([*admin, "--password-stdin"], cwd=project, env=env, input="Hw4$kN7@qRz2Lp\n")
+        assert_ok(created)
+        commit_all(project, "Local work")
+
+        update(project, data={"ai_features": ["chat"]}, vcs_ref=OLD)
+        assert_ok(run(["uv", "sync"], cwd=project, env=project_env(), timeout=INSTALL_TIMEOUT))
+        assert_ok(run(["uv", "run", "my-service", "migrate"], cwd=project, env=env))
+        checked = run(["uv", "run", "python", "-c", GRANTED_AI_PERMISSIONS], cwd=project, env=env)
+
+    assert_ok(checked)
+    assert "No new upgrade operations detected." in checked.stdout  # alembic check: clean
+    assert sorted({line for line in checked.stdout.splitlines() if "@" in line}) == [
+        "admin@example.com ai:chat",
+        "admin@example.com ai_analytics:read",
+        "admin@example.com ai_quotas:write",
+        "admin@example.com ai_usage:read",
+    ]

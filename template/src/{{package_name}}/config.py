@@ -10,7 +10,7 @@ from typing import Annotated, Any, Self
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from . import dialect, ratelimit_storage
+from . import dialect, features, ratelimit_storage
 from ._project import PROJECT_SLUG
 from .weak_settings import weak_production_settings
 
@@ -38,7 +38,7 @@ def _split_list(value: object) -> object:
 CommaList = Annotated[list[str], NoDecode]
 
 
-class Settings(ratelimit_storage.StorageSettings, BaseSettings):
+class Settings(features.FeatureSettings, ratelimit_storage.StorageSettings, BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env",
         env_file_encoding="utf-8",
@@ -156,7 +156,7 @@ class Settings(ratelimit_storage.StorageSettings, BaseSettings):
     def _refuse_unsafe_production(self) -> Self:
         if self.environment is not Environment.PRODUCTION:
             return self
-        problems = []
+        problems = self.feature_production_problems()
         if self.debug:
             problems.append("DEBUG must be false in production")
         secret = self.secret_key.get_secret_value()

@@ -1,5 +1,6 @@
 """Every table of the service, imported in one place for Alembic and the test harness."""
 
+from . import features
 from .audit.models import AuditEvent
 from .auth.models import AuthSession, PasswordResetToken, RefreshToken
 from .database import Base
@@ -15,6 +16,7 @@ __all__ = [
     "RefreshToken",
     "Role",
     "User",
+    "features",
     "role_permissions",
     "user_roles",
 ]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import Depends
 
 from ..auth.dependencies import Principal, get_principal
 from ..errors import Forbidden
-from .permissions import Perm
 
 
 class AccessDenied(Forbidden):
@@ -22,7 +22,7 @@ class RequirePermissions:
     the route-walk test can prove every non-public route is guarded. A refusal is audited.
     """
 
-    def __init__(self, *permissions: Perm) -> None:
+    def __init__(self, *permissions: StrEnum) -> None:
         if not permissions:
             raise ValueError("a guard needs at least one permission")
         self.permissions = frozenset(str(permission) for permission in permissions)
@@ -34,6 +34,6 @@ class RequirePermissions:
         return principal
 
 
-def Guard(*permissions: Perm) -> Any:  # noqa: N802 - reads like the Depends it returns
+def Guard(*permissions: StrEnum) -> Any:  # noqa: N802 - reads like the Depends it returns
     """`principal: Annotated[Principal, Guard(Perm.X)]` — authenticate, then require `X`."""
     return Depends(RequirePermissions(*permissions))

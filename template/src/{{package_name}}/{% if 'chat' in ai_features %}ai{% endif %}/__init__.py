@@ -1,0 +1,1 @@
+"""AI chat: conversations, an OpenAI-compatible provider, quotas and a usage ledger."""
