@@ -1,4 +1,4 @@
-"""The command line: `migrate`, `create-admin` and `serve`."""
+"""The command line: `migrate`, `create-admin`, `serve`, and the optional features' commands."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from . import features
 from ._project import PROJECT_SLUG
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ def _settings() -> Settings:
 
 @app.command()
 def migrate(
-    revision: Annotated[str, typer.Argument(help="Target revision")] = "head",
+    revision: Annotated[str, typer.Argument(help="Target revision")] = "heads",
 ) -> None:
     """Apply the database migrations to DATABASE_URL."""
     from .migrations import upgrade
@@ -97,3 +98,6 @@ def serve(
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, lambda *_: None)
     uvicorn.Server(config).run()
+
+
+features.register_commands(app)

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Self
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from . import dialect, ratelimit_storage
+from . import dialect, features, ratelimit_storage
 from ._project import PROJECT_SLUG
 
 PLACEHOLDER_SECRETS = frozenset({"", "secret", "dev", "development", "password", "test"})
@@ -37,7 +37,7 @@ def _split_list(value: object) -> object:
 CommaList = Annotated[list[str], NoDecode]
 
 
-class Settings(ratelimit_storage.StorageSettings, BaseSettings):
+class Settings(ratelimit_storage.StorageSettings, features.FeatureSettings, BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env",
         env_file_encoding="utf-8",

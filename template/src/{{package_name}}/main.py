@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import anyio
 from fastapi import FastAPI
@@ -11,7 +11,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 
-from . import ratelimit_storage
+from . import features, ratelimit_storage
 from ._project import DESCRIPTION, PROJECT_NAME
 from .apidocs import DOCS_CSP, DOCS_PATH, OPENAPI_PATH
 from .apidocs import router as docs_router
@@ -81,7 +81,11 @@ def _middleware(settings: Settings, metrics: Metrics, codec: AccessTokenCodec) -
         )
     stack += [
         Middleware(GZipMiddleware, minimum_size=1024),
-        Middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes),
+        Middleware(
+            BodyLimitMiddleware,
+            max_bytes=settings.max_request_body_bytes,
+            path_limits=features.body_limits(settings),
+        ),
         Middleware(
             RateLimitMiddleware,
             codec=codec,
@@ -119,7 +123,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.passwords = passwords
         app.state.mailer = create_mailer(settings)
         try:
-            yield
+            async with AsyncExitStack() as stack:
+                for feature_lifespan in features.lifespans():
+                    await stack.enter_async_context(feature_lifespan(app, settings))
+                yield
         finally:
             await limiter.close()
             await engine.dispose()
@@ -141,6 +148,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_exception_handlers(app)
 
     routers = [auth_router, users_router, rbac_router, audit_router, health_router, metrics_router]
+    routers += features.routers()
     if settings.docs_on:
         routers.append(docs_router)
     for router in routers:

@@ -11,6 +11,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from .. import features
+
 router = APIRouter(prefix="/health", tags=["health"])
 
 
@@ -55,12 +57,14 @@ async def ready(request: Request) -> JSONResponse:
     async def run(name: str, check: Callable[[Request], Awaitable[None]]) -> None:
         results[name] = await _run(check, request)
 
+    optional = features.readiness_checks()
     async with anyio.create_task_group() as group:
-        for name, check in CHECKS.items():
+        for name, check in {**CHECKS, **optional}.items():
             group.start_soon(run, name, check)
-    healthy = all(result["status"] == "ok" for result in results.values())
+    healthy = all(results[name]["status"] == "ok" for name in CHECKS)
+    status = "ok" if all(result["status"] == "ok" for result in results.values()) else "degraded"
     return JSONResponse(
-        {"status": "ok" if healthy else "unavailable", "checks": results},
+        {"status": status if healthy else "unavailable", "checks": results},
         status_code=200 if healthy else 503,
         headers={"Cache-Control": "no-store"},
     )

@@ -19,7 +19,8 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
+def upgrade(database_url: str, revision: str = "heads") -> None:
+    """Every branch (the core chain and each optional feature's) to its newest revision."""
     command.upgrade(alembic_config(database_url), revision)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -11,7 +12,6 @@ from ..auth.dependencies import Principal, get_principal
 from ..database import SessionDep
 from ..errors import Forbidden
 from ..requests import RequestMetaDep
-from .permissions import Perm
 
 
 class RequirePermissions:
@@ -21,7 +21,7 @@ class RequirePermissions:
     the route-walk test can prove every non-public route is guarded. A refusal is audited.
     """
 
-    def __init__(self, *permissions: Perm) -> None:
+    def __init__(self, *permissions: StrEnum) -> None:
         if not permissions:
             raise ValueError("a guard needs at least one permission")
         self.permissions = frozenset(str(permission) for permission in permissions)
@@ -49,6 +49,6 @@ class RequirePermissions:
         return principal
 
 
-def Guard(*permissions: Perm) -> Any:  # noqa: N802 - reads like the Depends it returns
+def Guard(*permissions: StrEnum) -> Any:  # noqa: N802 - reads like the Depends it returns
     """`principal: Annotated[Principal, Guard(Perm.X)]` — authenticate, then require `X`."""
     return Depends(RequirePermissions(*permissions))

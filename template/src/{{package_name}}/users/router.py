@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 
+from .. import features
 from ..auth.dependencies import PasswordServiceDep, Principal
 from ..database import SessionDep
 from ..paths import API_PREFIX
@@ -49,9 +50,11 @@ async def delete_me(
     session: SessionDep,
     passwords: PasswordServiceDep,
     meta: RequestMetaDep,
+    request: Request,
 ) -> None:
     """Erase the account (GDPR). The password confirms the request."""
     await service.delete_account(session, passwords, meta, principal.user, password=body.password)
+    await features.erase_account(request.app.state, principal.user_id)
 
 
 @router.get("/me/export", response_model=AccountExport)
