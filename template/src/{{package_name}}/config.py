@@ -153,6 +153,7 @@ class Settings(ratelimit_storage.StorageSettings, features.FeatureSettings, Base
             problems.append("DOCS_ENABLED must be set explicitly to publish docs in production")
         if not self.trusted_hosts or "*" in self.trusted_hosts:
             problems.append("TRUSTED_HOSTS must list the host names the service answers to")
+        problems.extend(self.feature_production_problems())
         if problems:
             raise ValueError("unsafe production settings: " + "; ".join(problems))
         return self

@@ -76,6 +76,7 @@ class VectorStore:
                 url=settings.qdrant_url,
                 api_key=api_key.get_secret_value() if api_key else None,
                 timeout=int(max(settings.qdrant_timeout_seconds, 1)),
+                check_compatibility=False,  # no network at start; readiness reports outages
             )
         else:
             try:
