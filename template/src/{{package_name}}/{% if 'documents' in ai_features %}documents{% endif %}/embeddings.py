@@ -99,13 +99,16 @@ class HashingEmbedder:
 class OpenAIEmbedder:
     """`POST {AI_BASE_URL}/embeddings` in batches; the key never leaves the Authorization header."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
         self.model = settings.embedding_model
         self.dimensions = settings.embedding_dimensions
         self._client = httpx.AsyncClient(
             base_url=settings.ai_base_url.rstrip("/") + "/",
             headers={"Authorization": f"Bearer {settings.ai_api_key.get_secret_value()}"},
             timeout=settings.ai_timeout_seconds,
+            transport=transport,
         )
 
     async def _batch(self, texts: list[str]) -> tuple[list[list[float]], int]:
