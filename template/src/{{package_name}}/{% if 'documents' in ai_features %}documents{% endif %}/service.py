@@ -43,17 +43,20 @@ class Limits:
 
 
 async def _ensure_storage_row(session: AsyncSession, owner_id: uuid.UUID) -> None:
+    """The owner's counters row, created on first use and committed at once: a losing racer's
+    duplicate-key error is rolled back, so it holds no lock the reservation could deadlock on."""
     exists = await session.scalar(
         select(DocumentStorage.owner_id).where(DocumentStorage.owner_id == owner_id)
     )
-    if exists is None:
-        try:
-            async with session.begin_nested():
-                await session.execute(
-                    insert(DocumentStorage).values(owner_id=owner_id, documents=0, bytes=0)
-                )
-        except IntegrityError:
-            pass  # a concurrent upload created it first
+    if exists is not None:
+        return
+    try:
+        await session.execute(
+            insert(DocumentStorage).values(owner_id=owner_id, documents=0, bytes=0)
+        )
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()  # a concurrent upload created it first
 
 
 async def _reserve(session: AsyncSession, owner_id: uuid.UUID, size: int, limits: Limits) -> None:
@@ -101,6 +104,8 @@ async def create(
 ) -> Document:
     """Extract, chunk and embed the upload, store it with its chunks under the quota, then
     index its vectors; a failed indexing removes the document again."""
+    # Hand the connection back to the pool while the slow, database-free work runs.
+    await session.commit()
     pages = await extract_pages(extractor, upload.media_type, upload.content)
     chunks = chunk_pages(pages)
     if not chunks:
