@@ -42,6 +42,13 @@ SUPPORTED_VARIANTS: dict[str, dict[str, Any]] = {
         "database": "postgresql",
         "rate_limit_backend": "redis",
     },
+    "compose-sqlite-memory-documents": {"ai_features": ["documents"]},
+    "kubernetes-postgresql-redis-documents": {
+        "deploy_target": "kubernetes",
+        "database": "postgresql",
+        "rate_limit_backend": "redis",
+        "ai_features": ["documents"],
+    },
 }
 
 # What `copier copy --defaults` answers; a variant's answers are these plus its overrides.
@@ -63,7 +70,8 @@ DEFAULT_ANSWERS: dict[str, Any] = {
 _SERVICE_SETTINGS = re.compile(
     r"^(ENVIRONMENT|DEBUG|DATABASE_URL|SECRET_KEY|PREVIOUS_SECRET_KEYS|REDIS_URL|TRUSTED_HOSTS"
     r"|TRUSTED_PROXIES|CORS_.*|DOCS_ENABLED|AUTO_MIGRATE|METRICS_TOKEN|LOG_.*|DB_.*"
-    r"|RATE_LIMIT_.*|SMTP_.*|JWT_.*|TEST_.*)$"
+    r"|RATE_LIMIT_.*|SMTP_.*|JWT_.*|TEST_.*|AI_.*|QDRANT_.*|EMBEDDING_.*|DOCUMENT_.*"
+    r"|WEB_CONCURRENCY)$"
 )
 # Variables that would point uv at this repository's environment instead of the project's.
 _FOREIGN_ENVIRONMENT = {"VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT", "PYTHONPATH", "PYTHONHOME"}

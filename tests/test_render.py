@@ -40,7 +40,6 @@ UNLOCK: dict[str, Any] = {"unavailable_values": []}
 # to pick instead. Adding a case is one line.
 REFUSED: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     "chat-not-yet": ({"ai_features": ["chat"]}, ("ai_features=chat", "leave it unselected")),
-    "documents-not-yet": ({"ai_features": ["documents"]}, ("ai_features=documents",)),
     "kubernetes+sqlite": (
         {
             **UNLOCK,

@@ -147,10 +147,12 @@ def test_conflicting_local_edit_is_reported_not_lost(releases: Path, tmp_path: P
     assert answers_of(project)["_commit"] == NEW
 
 
-def test_switching_an_answer_matches_a_fresh_render(releases: Path, tmp_path: Path) -> None:
-    """memory → redis adds and removes exactly what a fresh render of each answer differs by."""
-    switch = {"rate_limit_backend": "redis"}
-    project = generate(releases, tmp_path / "project")
+def _switch_matches_a_fresh_render(
+    releases: Path, tmp_path: Path, start: Mapping[str, Any], switch: Mapping[str, Any]
+) -> Path:
+    """Generate with `start`, update with `switch`: the project gains and loses exactly the files
+    a fresh render of each answer differs by, keeps a local file, and equals the fresh render."""
+    project = generate(releases, tmp_path / "project", start)
     (project / "notes.md").write_text("Local file.\n", encoding="utf-8")
     commit_all(project, "Local work")
     before = files(project)
@@ -158,12 +160,42 @@ def test_switching_an_answer_matches_a_fresh_render(releases: Path, tmp_path: Pa
     update(project, data=switch, vcs_ref=OLD)
 
     after = files(project)
-    fresh_memory = files(render(tmp_path / "fresh-memory", template=releases, vcs_ref=OLD))
-    fresh_redis = files(render(tmp_path / "fresh-redis", switch, template=releases, vcs_ref=OLD))
-    assert sorted(after.keys() - before.keys()) == sorted(fresh_redis.keys() - fresh_memory.keys())
-    assert sorted(before.keys() - after.keys()) == sorted(fresh_memory.keys() - fresh_redis.keys())
+    fresh_before = files(render(tmp_path / "fresh-before", start, template=releases, vcs_ref=OLD))
+    fresh_after = files(
+        render(tmp_path / "fresh-after", {**start, **switch}, template=releases, vcs_ref=OLD)
+    )
+    assert sorted(after.keys() - before.keys()) == sorted(fresh_after.keys() - fresh_before.keys())
+    assert sorted(before.keys() - after.keys()) == sorted(fresh_before.keys() - fresh_after.keys())
     assert after.pop("notes.md") == b"Local file.\n"
-    differing = [name for name in fresh_redis if after.get(name) != fresh_redis[name]]
+    differing = [name for name in fresh_after if after.get(name) != fresh_after[name]]
     assert not differing, f"after the switch these differ from a fresh render: {differing}"
-    assert answers_of(project)["rate_limit_backend"] == "redis"
+    for key, value in switch.items():
+        assert answers_of(project)[key] == value
+    return project
+
+
+def test_switching_an_answer_matches_a_fresh_render(releases: Path, tmp_path: Path) -> None:
+    """memory → redis adds and removes exactly what a fresh render of each answer differs by."""
+    project = _switch_matches_a_fresh_render(
+        releases, tmp_path, {}, {"rate_limit_backend": "redis"}
+    )
     assert re.search(r"\bredis\b", (project / "pyproject.toml").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize(
+    ("start", "switch"),
+    [
+        ({"ai_features": []}, {"ai_features": ["documents"]}),
+        ({"ai_features": ["documents"]}, {"ai_features": []}),
+    ],
+    ids=["documents-on", "documents-off"],
+)
+def test_switching_documents_adds_and_removes_exactly_its_files(
+    releases: Path, tmp_path: Path, start: dict[str, Any], switch: dict[str, Any]
+) -> None:
+    project = _switch_matches_a_fresh_render(releases, tmp_path, start, switch)
+    package = project / "src" / "my_service"
+    on = bool(switch["ai_features"])
+    assert (package / "documents" / "vector_store.py").is_file() == on
+    assert (package / "migrations" / "versions" / "documents_0001.py").is_file() == on
+    assert ("qdrant-client" in (project / "pyproject.toml").read_text(encoding="utf-8")) == on
