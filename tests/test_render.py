@@ -240,7 +240,8 @@ FEATURES = (
         paths=("src/{pkg}/ai", "tests/ai", "tests/**/test_ai*.py"),
         distributions=("openai",),
         modules=("openai",),
-        words=(r"\brate_limit_ai\b", r"/api/v1/ai\b"),
+        # The provider settings both AI features share (AI_PROVIDER, AI_BASE_URL, ...).
+        words=(r"\brate_limit_ai\b", r"/api/v1/ai\b", r"\bai_provider\b"),
     ),
     Feature(
         "chat",
