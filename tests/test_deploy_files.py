@@ -297,7 +297,7 @@ def test_dockerfile_runs_non_root_with_exec_form_healthcheck(
     assert f'ENTRYPOINT ["{SLUG}"]' in runtime
     assert 'CMD ["serve", "--host", "0.0.0.0", "--port", "8000"]' in runtime
     assert not re.search(r"^(ARG|ENV)\b.*(SECRET|PASSWORD|TOKEN)", text, re.MULTILINE)
-    assert ("/data" in runtime) == (variant == "compose-sqlite-memory")
+    assert ("/data" in runtime) == (VARIANTS[variant].get("database", "sqlite") == "sqlite")
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
