@@ -57,7 +57,7 @@ def service_env(answers: Mapping[str, Any], database_url: str, **overrides: str)
     if "documents" in answers["ai_features"]:
         settings["AI_ALLOW_FAKE_IN_PRODUCTION"] = "true"  # no embeddings provider here
         if answers["deploy_target"] == "kubernetes":
-            # Production demands a Qdrant server there; none runs on this machine, so the
+            # Kubernetes variants talk to a Qdrant server; none runs on this machine, so the
             # service starts degraded and its document routes answer 503.
             settings["QDRANT_URL"] = f"http://127.0.0.1:{free_port()}"
     return project_env(**{**settings, **overrides})

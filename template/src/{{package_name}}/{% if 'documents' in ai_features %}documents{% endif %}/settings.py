@@ -9,9 +9,6 @@ from pydantic_settings import BaseSettings
 
 from .._project import PROJECT_SLUG
 
-# Kubernetes runs several replicas (and an autoscaler adds more): embedded Qdrant cannot serve
-# them, because its single-process lock holds for one process on one disk.
-REPLICATED_DEPLOYMENT = {{ deploy_target == 'kubernetes' }}
 MIB = 1024 * 1024
 
 
@@ -41,6 +38,8 @@ class DocumentsSettings(BaseSettings):
     qdrant_timeout_seconds: float = Field(default=5, gt=0, le=120)
     # Worker processes serving this app (uvicorn's and most process managers' convention).
     web_concurrency: int = Field(default=1, ge=1)
+    # Set by Kubernetes in every pod: replicas and ephemeral disks, so never embedded Qdrant.
+    kubernetes_service_host: str | None = None
 
     @property
     def qdrant_embedded(self) -> bool:
@@ -48,20 +47,22 @@ class DocumentsSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_shared_embedded_store(self) -> Self:
+        """Embedded Qdrant's lock holds for one process on one disk: refuse it where several
+        processes or replicas would need it."""
         if self.qdrant_embedded and self.web_concurrency > 1:
             raise ValueError(
                 "embedded Qdrant (QDRANT_PATH) serves one process, but WEB_CONCURRENCY="
                 f"{self.web_concurrency}; set QDRANT_URL to a Qdrant server"
             )
+        if self.qdrant_embedded and self.kubernetes_service_host:
+            raise ValueError(
+                "embedded Qdrant (QDRANT_PATH) cannot be shared by Kubernetes replicas; "
+                "set QDRANT_URL to a Qdrant server"
+            )
         return self
 
     def documents_production_problems(self) -> list[str]:
         problems = []
-        if self.qdrant_embedded and REPLICATED_DEPLOYMENT:
-            problems.append(
-                "embedded Qdrant (QDRANT_PATH) cannot be shared by several replicas; "
-                "set QDRANT_URL to a Qdrant server"
-            )
         if self.ai_provider == "fake" and not self.ai_allow_fake_in_production:
             problems.append(
                 "AI_PROVIDER=fake gives meaningless embeddings; choose openai or set "
