@@ -54,8 +54,12 @@ def service_env(answers: Mapping[str, Any], database_url: str, **overrides: str)
     }
     if answers["rate_limit_backend"] == "redis":
         settings["REDIS_URL"] = REDIS_URL
-    if "chat" in answers["ai_features"]:
+    if answers["ai_features"]:
         settings["AI_ALLOW_FAKE_IN_PRODUCTION"] = "true"  # no provider to reach from a test
+    if "documents" in answers["ai_features"] and answers["deploy_target"] == "kubernetes":
+        # Kubernetes variants talk to a Qdrant server; none runs on this machine, so the
+        # service starts degraded and its document routes answer 503.
+        settings["QDRANT_URL"] = f"http://127.0.0.1:{free_port()}"
     return project_env(**{**settings, **overrides})
 
 
@@ -66,6 +70,9 @@ def cli(answers: Mapping[str, Any], *args: str) -> list[str]:
 def start_server(project: Path, answers: Mapping[str, Any], env: Mapping[str, str]) -> Server:
     port = free_port()
     log = project.parent / f"{project.name}-serve-{port}.log"
+    if "documents" in answers["ai_features"] and "QDRANT_URL" not in env:
+        # Embedded Qdrant locks its directory: every server gets its own.
+        env = {**env, "QDRANT_PATH": str(project.parent / f"{project.name}-qdrant-{port}")}
     with log.open("wb") as sink:
         process = subprocess.Popen(
             cli(answers, "serve", "--host", "127.0.0.1", "--port", str(port)),

@@ -310,6 +310,8 @@ def test_compose_services_are_hardened_and_ordered(rendered: dict[str, Path], va
     services = compose["services"]
     expected = {"app", "migrate"} | ({"db"} if database != "sqlite" else set())
     expected |= {"redis"} if redis else set()
+    documents = "documents" in data.get("ai_features", [])
+    expected |= {"qdrant"} if documents else set()
     assert set(services) == expected
 
     for name in ("app", "migrate"):
@@ -331,6 +333,7 @@ def test_compose_services_are_hardened_and_ordered(rendered: dict[str, Path], va
             assert "@db:" in url
             assert ":?" in url  # the password must come from the environment
         assert ("REDIS_URL" in environment) == redis
+        assert ("QDRANT_URL" in environment) == documents
 
     assert services["migrate"]["command"] == ["migrate"]
     app_needs = services["app"]["depends_on"]
@@ -354,6 +357,10 @@ def test_compose_services_are_hardened_and_ordered(rendered: dict[str, Path], va
     if redis:
         assert services["redis"]["image"] == "redis:7"
         assert "redis-cli ping" in services["redis"]["healthcheck"]["test"][-1]
+    if documents:
+        assert re.fullmatch(r"qdrant/qdrant:v\d+\.\d+\.\d+", services["qdrant"]["image"])
+        assert "/dev/tcp/127.0.0.1/6333" in services["qdrant"]["healthcheck"]["test"][-1]
+        assert services["app"]["environment"]["QDRANT_API_KEY"].startswith("${QDRANT_API_KEY:?")
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -419,10 +426,14 @@ def test_workflow_is_pinned_and_least_privileged(rendered: dict[str, Path], vari
     expected_images = {"postgresql": "postgres:16", "mysql": "mysql:8.4"}
     expected = {expected_images[database]} if database in expected_images else set()
     expected |= {"redis:7"} if redis else set()
-    assert {service["image"] for service in services.values()} == expected
+    documents = "documents" in data.get("ai_features", [])
+    images = {service["image"] for service in services.values()}
+    assert {image for image in images if not image.startswith("qdrant/")} == expected
+    assert any(image.startswith("qdrant/qdrant:v") for image in images) == documents
     test_env = test_job.get("env", {})
     assert ("TEST_DATABASE_URL" in test_env) == (database != "sqlite")
     assert ("TEST_REDIS_URL" in test_env) == redis
+    assert ("TEST_QDRANT_URL" in test_env) == documents
 
     scan = next(s for s in jobs["image"]["steps"] if "trivy-action" in s.get("uses", ""))
     assert scan["with"]["exit-code"] == "1"
@@ -654,8 +665,13 @@ def test_overlay_wires_namespace_probes_secrets_and_traffic(
     database_port = 3306 if VARIANTS[variant]["database"] == "mysql" else 5432
     smtp_port = int(config_map["data"]["SMTP_PORT"])
     assert ingress_ports == {8000}
-    provider_port = {443} if "chat" in VARIANTS[variant].get("ai_features", []) else set()
-    assert egress_ports == {53, database_port, 6379, smtp_port} | provider_port
+    features = VARIANTS[variant].get("ai_features", [])
+    documents = "documents" in features
+    # Any AI feature reaches its provider over HTTPS; documents also reach the Qdrant server.
+    feature_ports = ({443} if features else set()) | ({6333} if documents else set())
+    assert egress_ports == {53, database_port, 6379, smtp_port} | feature_ports
+    assert ("QDRANT_URL" in config_map["data"]) == documents
+    assert ("QDRANT_API_KEY" in secret["data"]) == documents
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -37,7 +37,6 @@ from conftest import (
 KUBERNETES_SQLITE = {"deploy_target": "kubernetes", "database": "sqlite"}
 KUBERNETES_MEMORY = {"deploy_target": "kubernetes", "rate_limit_backend": "memory"}
 REFUSED: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
-    "documents-not-yet": ({"ai_features": ["documents"]}, ("ai_features=documents",)),
     "kubernetes+sqlite": (
         {**KUBERNETES_SQLITE, "rate_limit_backend": "redis"},
         ("one pod's disk", "choose postgresql or mysql"),
@@ -238,7 +237,8 @@ FEATURES = (
         paths=("src/{pkg}/ai", "tests/ai", "tests/**/test_ai*.py"),
         distributions=("openai",),
         modules=("openai",),
-        words=(r"\brate_limit_ai\b", r"/api/v1/ai\b"),
+        # The provider settings both AI features share (AI_PROVIDER, AI_BASE_URL, ...).
+        words=(r"\brate_limit_ai\b", r"/api/v1/ai\b", r"\bai_provider\b"),
     ),
     Feature(
         "chat",

@@ -460,20 +460,6 @@ def test_bootstrap_is_idempotent_and_relocks_after_a_switch(releases: Path, tmp_
     assert (project / ".env").read_bytes() == before[".env"], "bootstrap overwrote .env"
 
 
-def test_switching_chat_on_and_off_adds_and_removes_exactly_its_files(
-    releases: Path, tmp_path: Path
-) -> None:
-    project, without_chat = switch(releases, tmp_path, {"ai_features": ["chat"]})
-    added = files(project).keys() - without_chat.keys()
-    assert "src/my_service/ai/router.py" in added
-    assert "src/my_service/migrations/versions/ai_chat_0001.py" in added
-    commit_all(project, "Chat on")
-
-    switch(releases, tmp_path, {"ai_features": []}, project=project)
-
-    assert files(project) == without_chat
-
-
 GRANTED_AI_PERMISSIONS = """
 import asyncio
 from sqlalchemy import select
@@ -531,3 +517,24 @@ def test_switching_chat_on_then_migrate_keeps_an_existing_database(
         "admin@example.com ai_quotas:write",
         "admin@example.com ai_usage:read",
     ]
+
+
+@pytest.mark.parametrize(
+    ("feature", "its_files"),
+    [
+        ("chat", ["ai/router.py", "migrations/versions/ai_chat_0001.py"]),
+        ("documents", ["documents/vector_store.py", "migrations/versions/documents_0001.py"]),
+    ],
+)
+def test_switching_an_ai_feature_on_and_off_adds_and_removes_exactly_its_files(
+    releases: Path, tmp_path: Path, feature: str, its_files: list[str]
+) -> None:
+    project, without_it = switch(releases, tmp_path, {"ai_features": [feature]})
+    added = files(project).keys() - without_it.keys()
+    assert {f"src/my_service/{name}" for name in its_files} <= added
+    assert "src/my_service/ai_provider.py" in added
+    commit_all(project, f"{feature} on")
+
+    switch(releases, tmp_path, {"ai_features": []}, project=project)
+
+    assert files(project) == without_it

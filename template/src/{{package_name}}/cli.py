@@ -1,4 +1,4 @@
-"""The command line: `migrate`, `create-admin` and `serve`."""
+"""The command line: `migrate`, `create-admin`, `serve`, and the optional features' commands."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from . import features
 from ._project import PROJECT_SLUG
 
 if TYPE_CHECKING:
@@ -115,3 +116,6 @@ def serve(
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, lambda *_: None)
     uvicorn.Server(config).run()
+
+
+features.register_commands(app)

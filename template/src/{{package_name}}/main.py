@@ -85,7 +85,11 @@ def _middleware(settings: Settings, metrics: Metrics, codec: AccessTokenCodec) -
         )
     stack += [
         Middleware(GZipMiddleware, minimum_size=1024),
-        Middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes),
+        Middleware(
+            BodyLimitMiddleware,
+            max_bytes=settings.max_request_body_bytes,
+            path_limits=features.body_limits(settings),
+        ),
         Middleware(
             RateLimitMiddleware,
             codec=codec,
@@ -123,9 +127,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.passwords = passwords
         app.state.mailer = create_mailer(settings)
         try:
-            async with AsyncExitStack() as hooks:
-                for hook in features.lifespan_hooks():
-                    await hooks.enter_async_context(hook(app, settings))
+            async with AsyncExitStack() as stack:
+                for feature_lifespan in features.lifespans():
+                    await stack.enter_async_context(feature_lifespan(app, settings))
                 yield
         finally:
             await limiter.close()

@@ -12,6 +12,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from .. import features
+
 router = APIRouter(prefix="/health", tags=["health"])
 
 
@@ -60,8 +62,9 @@ async def ready(request: Request) -> JSONResponse:
     async def run(name: str, check: Callable[[Request], Awaitable[None]]) -> None:
         results[name] = await _run(check, request)
 
+    optional = features.readiness_checks()
     async with anyio.create_task_group() as group:
-        for name, check in CHECKS.items():
+        for name, check in {**CHECKS, **optional}.items():
             group.start_soon(run, name, check)
     for name, result in results.items():
         if result["status"] == "fail" and name not in CRITICAL_CHECKS:

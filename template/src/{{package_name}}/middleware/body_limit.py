@@ -3,6 +3,8 @@ lying body is cut off at the cap without buffering it."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -15,18 +17,24 @@ class RequestBodyTooLarge(HTTPException):
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    """`path_limits` gives single routes (uploads) their own cap in place of `max_bytes`."""
+
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, path_limits: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.path_limits = dict(path_limits or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.path_limits.get(scope["path"], self.max_bytes)
         for name, value in scope["headers"]:
             if name == b"content-length":
-                if not value.isdigit() or int(value) > self.max_bytes:
-                    await self._refuse(scope, receive, send)
+                if not value.isdigit() or int(value) > max_bytes:
+                    await self._refuse(scope, receive, send, max_bytes)
                     return
                 break
 
@@ -38,9 +46,9 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > max_bytes:
                     # Raised inside the app, so its exception handler answers 413.
-                    raise RequestBodyTooLarge(self.max_bytes)
+                    raise RequestBodyTooLarge(max_bytes)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -54,13 +62,13 @@ class BodyLimitMiddleware:
         except RequestBodyTooLarge:
             if response_started:
                 raise
-            await self._refuse(scope, receive, send)
+            await self._refuse(scope, receive, send, max_bytes)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, max_bytes: int) -> None:
         response = problem(
             413,
             "payload_too_large",
-            f"The request body exceeds {self.max_bytes} bytes.",
+            f"The request body exceeds {max_bytes} bytes.",
             headers={"Connection": "close"},
         )
         await response(scope, receive, send)

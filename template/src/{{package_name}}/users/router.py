@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 
+from .. import features
 from ..auth.dependencies import PasswordServiceDep, Principal, RateLimiterDep
 from ..database import SessionDep
 from ..paths import API_PREFIX
@@ -50,12 +51,14 @@ async def delete_me(
     passwords: PasswordServiceDep,
     limiter: RateLimiterDep,
     meta: RequestMetaDep,
+    request: Request,
 ) -> None:
     """Erase the account (GDPR). The password confirms the request; it is throttled and
     audited like a login."""
     await service.delete_account(
         session, passwords, limiter, meta, principal.user, password=body.password
     )
+    await features.erase_account(request.app.state, principal.user_id)
 
 
 @router.get("/me/export", response_model=AccountExport)

@@ -1,0 +1,1 @@
+"""Documents: uploads, text extraction, chunks, embeddings and owner-only semantic search."""
