@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
-from pydantic_settings import NoDecode
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode
 
 from ..ai_provider import ProviderSettings
 
@@ -24,7 +24,7 @@ class Price(BaseModel):
     output: int = Field(ge=0)
 
 
-class ChatSettings(ProviderSettings):
+class ChatSettings(ProviderSettings, BaseSettings):  # BaseSettings named for linters
     ai_model: str = Field(default="gpt-4o-mini", min_length=1, max_length=100)
     ai_max_tokens: int = Field(default=1024, ge=1, le=100_000)  # cap on each answer
     ai_max_call_seconds: float = Field(default=300, gt=0, le=3600)  # a whole call, streamed or not

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal, Self
+from typing import Self
 
 from pydantic import Field, SecretStr, model_validator
 
-from ..ai_provider import ProviderSettings
-
 from .._project import PROJECT_SLUG
+from ..ai_provider import ProviderSettings
 
 MIB = 1024 * 1024
 
