@@ -5,7 +5,8 @@ Most errors follow from a route's shape: a permission guard can answer 401 and 4
 body 400 (malformed JSON), 413 and 422, a path parameter 404, and everything under the API
 prefix 429 (rate limits) and 503 (database or rate-limit storage down). `SERVICE_ERRORS` lists
 what only the service behind a route knows (a taken email, a built-in role); a route added
-later that raises such an error adds its line there.
+later that raises such an error adds its line there, or declares it with `responses=` on its
+route (what an optional feature's router does).
 """
 
 from __future__ import annotations
@@ -135,7 +136,12 @@ def route_errors(route: APIRoute, method: str) -> dict[int, str]:
         statuses[404] = GENERIC_ERRORS[404]
     if route.path.startswith(API_PREFIX + "/"):
         statuses |= {429: GENERIC_ERRORS[429], 503: GENERIC_ERRORS[503]}
-    for status, meaning in SERVICE_ERRORS.get((method, route.path), {}).items():
+    declared = {
+        int(status): str(response.get("description", ""))
+        for status, response in route.responses.items()
+        if int(status) >= 400
+    }  # a router's own `responses=` (e.g. an optional feature's provider errors)
+    for status, meaning in {**declared, **SERVICE_ERRORS.get((method, route.path), {})}.items():
         statuses[status] = f"{statuses[status]} Or: {meaning}" if status in statuses else meaning
     return dict(sorted(statuses.items()))
 

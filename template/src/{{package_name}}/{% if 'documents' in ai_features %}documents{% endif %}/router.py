@@ -106,14 +106,14 @@ async def list_documents(
     )
 
 
-@router.get("/{document_id}", response_model=DocumentOut)
+@router.get("/{document_id:uuid}", response_model=DocumentOut)
 async def read_document(
     document_id: uuid.UUID, principal: Annotated[Principal, READ], session: SessionDep
 ) -> DocumentOut:
     return DocumentOut.model_validate(await service.get(session, principal.user_id, document_id))
 
 
-@router.delete("/{document_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{document_id:uuid}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_document(
     document_id: uuid.UUID,
     principal: Annotated[Principal, WRITE],
