@@ -1,8 +1,9 @@
 """Every table of the service, imported in one place for Alembic and the test harness."""
 
 from .audit.models import AuditEvent
-from .auth.models import AuthSession, PasswordResetToken, RefreshToken
+from .auth.models import AuthSession, EmailVerificationToken, PasswordResetToken, RefreshToken
 from .database import Base
+from .mfa.models import RecoveryCode, TotpCredential
 from .rbac.models import Permission, Role, role_permissions, user_roles
 from .users.models import User
 
@@ -10,10 +11,13 @@ __all__ = [
     "AuditEvent",
     "AuthSession",
     "Base",
+    "EmailVerificationToken",
     "PasswordResetToken",
     "Permission",
+    "RecoveryCode",
     "RefreshToken",
     "Role",
+    "TotpCredential",
     "User",
     "role_permissions",
     "user_roles",

@@ -11,6 +11,8 @@ from pydantic import ValidationError
 
 from ..database import SessionDep
 from ..errors import Forbidden
+from ..mfa import service as mfa_service
+from ..mfa.schemas import MfaChallenge, MfaEnrolmentRequired
 from ..paths import API_PREFIX
 from ..rbac.dependencies import Guard
 from ..rbac.permissions import Perm
@@ -65,6 +67,11 @@ async def register(
     return to_out(await users_service.get(session, user.id))
 
 
+# Tokens; or, for an account with MFA, the step that asks for a code; or, for a role that
+# requires MFA on an account without it, a token that can only enrol.
+LoginOutcome = TokenPair | MfaChallenge | MfaEnrolmentRequired
+
+
 class Login:
     """What both login endpoints need, injected once: check the credentials, open a session."""
 
@@ -80,7 +87,7 @@ class Login:
         self.session, self.passwords, self.limiter = session, passwords, limiter
         self.settings, self.codec, self.meta = settings, codec, meta
 
-    async def __call__(self, credentials: LoginRequest) -> TokenPair:
+    async def __call__(self, credentials: LoginRequest) -> LoginOutcome:
         user = await service.authenticate(
             self.session,
             self.passwords,
@@ -89,16 +96,18 @@ class Login:
             email=credentials.email,
             password=credentials.password,
         )
-        return await service.start_session(self.session, self.settings, self.codec, user)
+        return await mfa_service.after_password(
+            self.session, self.settings, self.codec, self.meta, user
+        )
 
 
 LoginDep = Annotated[Login, Depends()]
 
 
-@router.post("/token", response_model=TokenPair)
+@router.post("/token", response_model=LoginOutcome)
 async def token(
     form: Annotated[OAuth2PasswordRequestForm, Depends()], log_in: LoginDep
-) -> TokenPair:
+) -> LoginOutcome:
     """OAuth2 password flow (form fields `username` = email, `password`)."""
     try:  # the same limits as the JSON login, applied to the form fields
         credentials = LoginRequest(email=form.username, password=form.password)
@@ -107,16 +116,12 @@ async def token(
     return await log_in(credentials)
 
 
-@router.post("/login", response_model=TokenPair)
-async def login(body: LoginRequest, log_in: LoginDep) -> TokenPair:
+@router.post("/login", response_model=LoginOutcome)
+async def login(body: LoginRequest, log_in: LoginDep) -> LoginOutcome:
     return await log_in(body)
 
 
-@router.post(
-    "/refresh",
-    response_model=TokenPair,
-    responses={409: {"description": "The token was rotated a moment ago by a concurrent call"}},
-)
+@router.post("/refresh", response_model=TokenPair)
 async def refresh(
     body: RefreshRequest,
     session: SessionDep,
