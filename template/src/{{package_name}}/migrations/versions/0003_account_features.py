@@ -86,9 +86,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_index(op.f("ix_email_verification_tokens_user_id"), "email_verification_tokens")
+    # Dropping a table drops its indexes (MySQL refuses to drop one a foreign key needs).
     op.drop_table("email_verification_tokens")
-    op.drop_index(op.f("ix_mfa_recovery_codes_user_id"), "mfa_recovery_codes")
     op.drop_table("mfa_recovery_codes")
     op.drop_table("mfa_totp")
     with op.batch_alter_table("auth_sessions") as batch:
