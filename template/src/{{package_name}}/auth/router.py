@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Depends, status
@@ -21,7 +22,7 @@ from ..requests import RequestMetaDep
 from ..users import service as users_service
 from ..users.schemas import UserOut
 from ..users.service import to_out
-from . import service
+from . import service, sessions
 from .dependencies import (
     MailerDep,
     PasswordServiceDep,
@@ -37,6 +38,7 @@ from .schemas import (
     PasswordResetRequest,
     RefreshRequest,
     RegisterRequest,
+    SessionInfo,
     TokenPair,
 )
 
@@ -144,6 +146,27 @@ async def logout_all(
     meta: RequestMetaDep,
 ) -> None:
     await service.logout_all(session, meta, principal.user)
+
+
+@router.get("/sessions", response_model=list[SessionInfo])
+async def list_sessions(
+    principal: Annotated[Principal, Guard(Perm.ACCOUNT_READ)],
+    session: SessionDep,
+    settings: SettingsDep,
+) -> list[SessionInfo]:
+    """Your live sessions, newest first; `current` marks the one making this request."""
+    return await sessions.live_sessions(session, settings, principal.user_id, principal.session_id)
+
+
+@router.delete("/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def end_session(
+    session_id: uuid.UUID,
+    principal: Annotated[Principal, AccountUpdate],
+    session: SessionDep,
+    meta: RequestMetaDep,
+) -> None:
+    """End one of your sessions: its refresh token and access tokens stop working at once."""
+    await sessions.end_own_session(session, meta, principal.user_id, session_id)
 
 
 @router.post("/password/change", status_code=status.HTTP_204_NO_CONTENT)

@@ -332,7 +332,7 @@ async def _spent_token_presented(
     if used_at is not None and utcnow() - used_at < grace and not successor_used:
         await session.rollback()
         raise RefreshSuperseded()
-    await _revoke(session, AuthSession.id == session_id, reason="refresh_reuse")
+    await revoke_sessions(session, AuthSession.id == session_id, reason="refresh_reuse")
     audit.record(
         session,
         meta,
@@ -346,7 +346,8 @@ async def _spent_token_presented(
     raise InvalidRefreshToken()
 
 
-async def _revoke(session: AsyncSession, which: ColumnElement[bool], *, reason: str) -> int:
+async def revoke_sessions(session: AsyncSession, which: ColumnElement[bool], *, reason: str) -> int:
+    """End the live sessions `which` selects; answers how many there were."""
     result = await session.execute(
         update(AuthSession)
         .where(which, AuthSession.revoked_at.is_(None))
@@ -357,13 +358,13 @@ async def _revoke(session: AsyncSession, which: ColumnElement[bool], *, reason: 
 
 async def revoke_all_sessions(session: AsyncSession, user_id: uuid.UUID, *, reason: str) -> int:
     """End every live session of the user; answers how many there were."""
-    return await _revoke(session, AuthSession.user_id == user_id, reason=reason)
+    return await revoke_sessions(session, AuthSession.user_id == user_id, reason=reason)
 
 
 async def revoke_other_sessions(
     session: AsyncSession, user_id: uuid.UUID, keep: uuid.UUID, *, reason: str
 ) -> int:
-    return await _revoke(
+    return await revoke_sessions(
         session, and_(AuthSession.user_id == user_id, AuthSession.id != keep), reason=reason
     )
 
@@ -373,7 +374,7 @@ async def logout(session: AsyncSession, meta: RequestMeta, refresh_token: str) -
     stored = await _find_refresh_token(session, refresh_token)
     if stored is None:
         return
-    await _revoke(session, AuthSession.id == stored.session_id, reason="logout")
+    await revoke_sessions(session, AuthSession.id == stored.session_id, reason="logout")
     audit.record(session, meta, "auth.logout", subject=str(stored.session_id))
     await session.commit()
 
