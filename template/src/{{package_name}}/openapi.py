@@ -30,8 +30,17 @@ SERVICE_ERRORS: dict[tuple[str, str], dict[int, str]] = {
         403: "Registration is closed (`forbidden`).",
         409: "The email is already registered (`email_taken`).",
     },
-    ("POST", f"{A}/auth/login"): {401: "Wrong email or password (`invalid_credentials`)."},
-    ("POST", f"{A}/auth/token"): {401: "Wrong email or password (`invalid_credentials`)."},
+    ("POST", f"{A}/auth/login"): {
+        401: "Wrong email or password (`invalid_credentials`).",
+        403: "The email is not verified yet (`email_unverified`, UNVERIFIED_ACCOUNT_ACCESS).",
+    },
+    ("POST", f"{A}/auth/token"): {
+        401: "Wrong email or password (`invalid_credentials`).",
+        403: "The email is not verified yet (`email_unverified`, UNVERIFIED_ACCOUNT_ACCESS).",
+    },
+    ("POST", f"{A}/auth/email/verify"): {
+        401: "The token is unknown, used or expired (`invalid_verification_token`)."
+    },
     ("POST", f"{A}/auth/refresh"): {
         401: "The refresh token is unknown, expired or reused (`invalid_refresh_token`).",
         409: "The token was rotated a moment ago by a concurrent call "

@@ -20,6 +20,7 @@ from ..users.models import User
 from .models import AuthSession
 from .passwords import PasswordService
 from .tokens import AccessTokenCodec, InvalidToken
+from .verification import EmailUnverified
 
 bearer_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
@@ -109,6 +110,9 @@ async def get_enrolling_principal(
     ).all()
     if not rows or rows[0].revoked_at is not None or not rows[0].User.is_active:
         raise Unauthorized("The session has ended.")
+    if rows[0].User.email_verified_at is None and not settings.unverified_accounts_may_log_in:
+        # A session opened while UNVERIFIED_ACCOUNT_ACCESS was `full`, now `none`.
+        raise EmailUnverified()
     permissions = frozenset(row[4] for row in rows if row[4] is not None)
     roles = {row[3] for row in rows if row[3] is not None}
     request.state.user_id = str(claims.user_id)

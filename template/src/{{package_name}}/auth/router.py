@@ -1,4 +1,5 @@
-"""Authentication endpoints: register, login, refresh, logout, password change and reset."""
+"""Authentication endpoints: register, login, refresh, logout, sessions, password change and
+reset, email verification."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from ..requests import RequestMetaDep
 from ..users import service as users_service
 from ..users.schemas import UserOut
 from ..users.service import to_out
-from . import service, sessions
+from . import service, sessions, verification
 from .dependencies import (
     MailerDep,
     PasswordServiceDep,
@@ -40,6 +41,8 @@ from .schemas import (
     RegisterRequest,
     SessionInfo,
     TokenPair,
+    VerificationRequest,
+    VerificationResendRequest,
 )
 
 router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["auth"], route_class=GuardedRoute)
@@ -54,8 +57,11 @@ async def register(
     session: SessionDep,
     passwords: PasswordServiceDep,
     settings: SettingsDep,
+    mailer: MailerDep,
+    background: BackgroundTasks,
     meta: RequestMetaDep,
 ) -> UserOut:
+    """Create an account and mail it a verification token (sent after the response)."""
     if not settings.registration_enabled:
         raise Forbidden("Registration is closed.")
     user = await service.register(
@@ -66,6 +72,8 @@ async def register(
         password=body.password,
         full_name=body.full_name,
     )
+    background.add_task(mailer.send, await verification.issue(session, settings, user))
+    await session.commit()
     return to_out(await users_service.get(session, user.id))
 
 
@@ -98,6 +106,7 @@ class Login:
             email=credentials.email,
             password=credentials.password,
         )
+        verification.require_verified(self.settings, user)
         return await mfa_service.after_password(
             self.session, self.settings, self.codec, self.meta, user
         )
@@ -218,3 +227,29 @@ async def reset_password(
     await service.reset_password(
         session, passwords, meta, token=body.token, new_password=body.new_password
     )
+
+
+@router.post("/email/verify", status_code=status.HTTP_204_NO_CONTENT)
+async def verify_email(
+    body: VerificationRequest, session: SessionDep, meta: RequestMetaDep
+) -> None:
+    """Confirm the account's email with the token mailed to it (single use, expiring)."""
+    await verification.verify(session, meta, body.token)
+
+
+@router.post("/email/verify/resend", status_code=status.HTTP_202_ACCEPTED)
+async def resend_verification(
+    body: VerificationResendRequest,
+    session: SessionDep,
+    settings: SettingsDep,
+    limiter: RateLimiterDep,
+    mailer: MailerDep,
+    background: BackgroundTasks,
+    meta: RequestMetaDep,
+) -> dict[str, str]:
+    """Always 202, whether or not the account exists or is verified; a new token voids the
+    previous ones."""
+    message = await verification.request_again(session, settings, limiter, meta, body.email)
+    if message is not None:
+        background.add_task(mailer.send, message)
+    return {"status": "accepted"}

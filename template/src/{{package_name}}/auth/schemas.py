@@ -94,6 +94,14 @@ class PasswordResetRequest(InputModel):
         return self
 
 
+class VerificationRequest(InputModel):
+    token: OpaqueToken
+
+
+class VerificationResendRequest(InputModel):
+    email: Email
+
+
 class TokenPair(OutputModel):
     access_token: str
     refresh_token: str

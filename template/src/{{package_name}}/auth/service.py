@@ -496,5 +496,7 @@ async def reset_password(
         await session.rollback()
         raise InvalidResetToken()
     await _set_password(session, passwords, user, new_password, reason="password_reset")
+    if user.email_verified_at is None:  # the mailed token proves the address is theirs
+        user.email_verified_at = now
     audit.record(session, meta, "auth.password_reset", actor_id=user.id, subject=str(user.id))
     await session.commit()

@@ -35,6 +35,7 @@ def to_out(user: User, roles: list[str] | None = None) -> UserOut:
         email=user.email,
         full_name=user.full_name,
         is_active=user.is_active,
+        email_verified=user.email_verified_at is not None,
         created_at=user.created_at,
         roles=[role.name for role in user.roles] if roles is None else roles,
     )
