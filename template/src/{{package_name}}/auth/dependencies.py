@@ -73,7 +73,10 @@ MailerDep = Annotated[Mailer, Depends(get_mailer)]
 
 class MfaEnrolmentRequired(Forbidden):
     code = "mfa_enrolment_required"
-    detail = "Your role requires multi-factor authentication: enrol TOTP, then log in again."
+    detail = (
+        "Your role requires multi-factor authentication: log in again with your second factor, "
+        "or enrol TOTP (POST /api/v1/auth/mfa/totp) if you have none."
+    )
 
 
 async def get_enrolling_principal(
@@ -98,7 +101,11 @@ async def get_enrolling_principal(
     rows = (
         await session.execute(
             select(
-                User, AuthSession.revoked_at, AuthSession.mfa_verified, Role.name, Permission.name
+                User,
+                AuthSession.revoked_at,
+                AuthSession.mfa_verified,
+                Role.name.label("role"),
+                Permission.name.label("permission"),
             )
             .join(AuthSession, AuthSession.user_id == User.id)
             .outerjoin(user_roles, user_roles.c.user_id == User.id)
@@ -113,8 +120,8 @@ async def get_enrolling_principal(
     if rows[0].User.email_verified_at is None and not settings.unverified_accounts_may_log_in:
         # A session opened while UNVERIFIED_ACCOUNT_ACCESS was `full`, now `none`.
         raise EmailUnverified()
-    permissions = frozenset(row[4] for row in rows if row[4] is not None)
-    roles = {row[3] for row in rows if row[3] is not None}
+    permissions = frozenset(row.permission for row in rows if row.permission is not None)
+    roles = {row.role for row in rows if row.role is not None}
     request.state.user_id = str(claims.user_id)
     return Principal(
         user=rows[0].User,
