@@ -51,6 +51,11 @@ def service_env(answers: Mapping[str, Any], database_url: str, **overrides: str)
         "TRUSTED_HOSTS": "127.0.0.1,localhost",
         "DATABASE_URL": database_url,
         "METRICS_TOKEN": secrets.token_urlsafe(32),
+        # These flows register and log in without a mailbox or an authenticator: they relax
+        # the production defaults that require a verified email and MFA for admins (the
+        # generated suite tests those defaults).
+        "UNVERIFIED_ACCOUNT_ACCESS": "full",
+        "MFA_REQUIRED_ROLES": "[]",
     }
     if answers["rate_limit_backend"] == "redis":
         settings["REDIS_URL"] = REDIS_URL

@@ -206,6 +206,7 @@ def served(project: Project, database_url: str) -> Iterator[Service]:
         DATABASE_URL=database_url,
         DB_POOL_TIMEOUT_SECONDS="2",
         DB_CONNECT_TIMEOUT_SECONDS="2",
+        UNVERIFIED_ACCOUNT_ACCESS="full",  # registers and logs in without a mailbox
     )
     process = subprocess.Popen(
         [

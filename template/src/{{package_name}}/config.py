@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import secrets
 from enum import StrEnum
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from . import dialect, features, ratelimit_storage
 from ._project import PROJECT_SLUG
+from .rbac.permissions import ADMIN_ROLE
 from .weak_settings import weak_production_settings
 
 PLACEHOLDER_SECRETS = frozenset({"", "secret", "dev", "development", "password", "test"})
@@ -72,6 +73,13 @@ class Settings(features.FeatureSettings, ratelimit_storage.StorageSettings, Base
     # Account security (credential throttles, refresh grace window, reset mails, audit budget).
     refresh_reuse_grace_seconds: int = Field(default=10, ge=0, le=60)
     session_max_age_days: int = Field(default=30, ge=1, le=365)
+    # Account features (docs/security.md): roles that must use MFA (default: `admin` in
+    # production, none elsewhere; `[]` for none), the MFA login step's lifetime, and what an
+    # account may do before its email is verified (default: `none` in production, `full` else).
+    mfa_required_roles: CommaList | None = None
+    mfa_challenge_ttl_seconds: int = Field(default=300, ge=60, le=900)
+    unverified_account_access: Literal["full", "none"] | None = None
+    email_verification_ttl_hours: int = Field(default=48, ge=1, le=168)
 
     cors_origins: CommaList = []
     cors_allow_credentials: bool = False
@@ -94,6 +102,7 @@ class Settings(features.FeatureSettings, ratelimit_storage.StorageSettings, Base
     rate_limit_login_failures_per_client: str = "50/15 minutes"
     rate_limit_login_failures_per_account: str = "50/hour"
     rate_limit_password_reset_mails: str = "3/hour"  # noqa: S105 - a rate, not a secret
+    rate_limit_verification_mails: str = "3/hour"
     rate_limit_audit_denials: str = "30/minute"
     rate_limit_enabled: bool = True
     rate_limit_metrics: str = "30/minute"  # per client IP, counted before the token check
@@ -109,7 +118,9 @@ class Settings(features.FeatureSettings, ratelimit_storage.StorageSettings, Base
     smtp_starttls: bool = True
     smtp_timeout_seconds: float = 10.0
 
-    @field_validator("cors_origins", "trusted_hosts", "trusted_proxies", mode="before")
+    @field_validator(
+        "cors_origins", "trusted_hosts", "trusted_proxies", "mfa_required_roles", mode="before"
+    )
     @classmethod
     def _lists(cls, value: object) -> object:
         return _split_list(value)
@@ -131,6 +142,7 @@ class Settings(features.FeatureSettings, ratelimit_storage.StorageSettings, Base
         "rate_limit_login_failures_per_client",
         "rate_limit_login_failures_per_account",
         "rate_limit_password_reset_mails",
+        "rate_limit_verification_mails",
         "rate_limit_audit_denials",
         "rate_limit_metrics",
     )
@@ -189,6 +201,19 @@ class Settings(features.FeatureSettings, ratelimit_storage.StorageSettings, Base
     @property
     def json_logs(self) -> bool:
         return not self.is_development if self.log_json is None else self.log_json
+
+    @property
+    def mfa_roles(self) -> frozenset[str]:
+        if self.mfa_required_roles is None:
+            production = self.environment is Environment.PRODUCTION
+            return frozenset({ADMIN_ROLE}) if production else frozenset()
+        return frozenset(self.mfa_required_roles)
+
+    @property
+    def unverified_accounts_may_log_in(self) -> bool:
+        if self.unverified_account_access is None:
+            return self.environment is not Environment.PRODUCTION
+        return self.unverified_account_access == "full"
 
     @property
     def migrate_on_start(self) -> bool:

@@ -25,6 +25,7 @@ from .errors import install_exception_handlers
 from .health.router import router as health_router
 from .mailer import create_mailer
 from .metrics import Metrics
+from .mfa.router import router as mfa_router
 from .middleware.body_limit import BodyLimitMiddleware
 from .middleware.proxy import ClientIPMiddleware
 from .middleware.rate_limit import RateLimitMiddleware
@@ -43,7 +44,16 @@ from .users.router import router as users_router
 # Endpoints that take credentials or send mail: the strict `auth` policy, per client IP.
 AUTH_RATE_LIMITED_PATHS = tuple(
     f"{API_PREFIX}/auth/{name}"
-    for name in ("login", "token", "register", "password/forgot", "password/reset")
+    for name in (
+        "login",
+        "token",
+        "register",
+        "password/forgot",
+        "password/reset",
+        "mfa/verify",
+        "email/verify",
+        "email/verify/resend",
+    )
 )
 
 
@@ -153,8 +163,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_exception_handlers(app)
     install_openapi(app)
 
-    routers = [auth_router, users_router, rbac_router, audit_router, health_router, metrics_router]
-    routers += features.routers()
+    routers = [auth_router, mfa_router, users_router, rbac_router, audit_router]
+    routers += [health_router, metrics_router, *features.routers()]
     if settings.docs_on:
         routers.append(docs_router)
     for router in routers:

@@ -2,9 +2,10 @@
 
 from . import features
 from .audit.models import AuditEvent
-from .auth.models import AuthSession, PasswordResetToken, RefreshToken
+from .auth.models import AuthSession, EmailVerificationToken, PasswordResetToken, RefreshToken
 from .database import Base
 from .features import MODEL_MODULES
+from .mfa.models import RecoveryCode, TotpCredential
 from .rbac.models import Permission, Role, role_permissions, user_roles
 from .users.models import User
 
@@ -13,10 +14,13 @@ __all__ = [
     "AuditEvent",
     "AuthSession",
     "Base",
+    "EmailVerificationToken",
     "PasswordResetToken",
     "Permission",
+    "RecoveryCode",
     "RefreshToken",
     "Role",
+    "TotpCredential",
     "User",
     "features",
     "role_permissions",

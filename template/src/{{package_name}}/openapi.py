@@ -31,11 +31,35 @@ SERVICE_ERRORS: dict[tuple[str, str], dict[int, str]] = {
         403: "Registration is closed (`forbidden`).",
         409: "The email is already registered (`email_taken`).",
     },
-    ("POST", f"{A}/auth/login"): {401: "Wrong email or password (`invalid_credentials`)."},
-    ("POST", f"{A}/auth/token"): {401: "Wrong email or password (`invalid_credentials`)."},
+    ("POST", f"{A}/auth/login"): {
+        401: "Wrong email or password (`invalid_credentials`).",
+        403: "The email is not verified yet (`email_unverified`, UNVERIFIED_ACCOUNT_ACCESS).",
+    },
+    ("POST", f"{A}/auth/token"): {
+        401: "Wrong email or password (`invalid_credentials`).",
+        403: "The email is not verified yet (`email_unverified`, UNVERIFIED_ACCOUNT_ACCESS).",
+    },
+    ("POST", f"{A}/auth/email/verify"): {
+        401: "The token is unknown, used or expired (`invalid_verification_token`)."
+    },
     ("POST", f"{A}/auth/refresh"): {
         401: "The refresh token is unknown, expired or reused (`invalid_refresh_token`).",
-        409: "A concurrent call rotated this token a moment ago (`refresh_token_superseded`).",
+        409: "The token was rotated a moment ago by a concurrent call "
+        "(`refresh_token_superseded`).",
+    },
+    ("POST", f"{A}/auth/mfa/totp"): {409: "TOTP is already enabled (`mfa_already_enabled`)."},
+    ("POST", f"{A}/auth/mfa/totp/confirm"): {
+        401: "The code is wrong or used (`invalid_mfa_code`).",
+        409: "No enrolment started, or TOTP already on (`mfa_not_enrolled`, "
+        "`mfa_already_enabled`).",
+    },
+    ("DELETE", f"{A}/auth/mfa/totp"): {
+        401: "Wrong password or code (`invalid_credentials`, `invalid_mfa_code`).",
+        409: "TOTP is off, or a role requires it (`mfa_not_enrolled`, `mfa_required_by_role`).",
+    },
+    ("POST", f"{A}/auth/mfa/verify"): {
+        401: "The MFA step expired, or the code is wrong or used (`invalid_mfa_token`, "
+        "`invalid_mfa_code`)."
     },
     ("POST", f"{A}/auth/password/reset"): {
         401: "The reset token is unknown, used or expired (`invalid_reset_token`)."

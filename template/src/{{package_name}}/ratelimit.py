@@ -83,6 +83,9 @@ class RateLimiter:
         self.password_reset_mails = _policy(
             "password_reset_mails", settings.rate_limit_password_reset_mails
         )
+        self.verification_mails = _policy(
+            "verification_mails", settings.rate_limit_verification_mails
+        )
         self.audit_denials = _policy("audit_denials", settings.rate_limit_audit_denials)
         self.fail_closed = fail_closed
         self._storage = storage  # from ratelimit_storage.create_storage: the variant's backend

@@ -13,6 +13,7 @@ class RequestMeta:
     client_ip: str
     request_id: str | None  # made by the server, whatever the client sent
     client_request_id: str | None = None  # the client's well-formed X-Request-ID, if any
+    user_agent: str | None = None  # shown in the caller's list of sessions
 
 
 # Dependencies here and in other modules are `async def` on purpose: FastAPI runs a plain `def`
@@ -26,6 +27,7 @@ async def get_request_meta(request: Request) -> RequestMeta:
         client_ip=client.host if client else "unknown",
         request_id=server_id,
         client_request_id=request_id if request_id != server_id else None,
+        user_agent=request.headers.get("user-agent"),
     )
 
 

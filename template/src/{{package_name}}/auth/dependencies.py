@@ -12,14 +12,15 @@ from sqlalchemy import select
 
 from ..config import Settings
 from ..database import SessionDep
-from ..errors import Unauthorized
+from ..errors import Forbidden, Unauthorized
 from ..mailer import Mailer
 from ..ratelimit import RateLimiter
-from ..rbac.models import Permission, role_permissions, user_roles
+from ..rbac.models import Permission, Role, role_permissions, user_roles
 from ..users.models import User
 from .models import AuthSession
 from .passwords import PasswordService
 from .tokens import AccessTokenCodec, InvalidToken
+from .verification import EmailUnverified
 
 bearer_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
@@ -29,6 +30,9 @@ class Principal:
     user: User
     session_id: uuid.UUID
     permissions: frozenset[str]
+    # One of the user's roles requires MFA and this session did not pass it: the session may
+    # only enrol (see get_enrolling_principal).
+    mfa_pending: bool = False
 
     @property
     def user_id(self) -> uuid.UUID:
@@ -67,12 +71,23 @@ RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
 MailerDep = Annotated[Mailer, Depends(get_mailer)]
 
 
-async def get_principal(
+class MfaEnrolmentRequired(Forbidden):
+    code = "mfa_enrolment_required"
+    detail = (
+        "Your role requires multi-factor authentication: log in again with your second factor, "
+        "or enrol TOTP (POST /api/v1/auth/mfa/totp) if you have none."
+    )
+
+
+async def get_enrolling_principal(
     request: Request,
     session: SessionDep,
     codec: TokenCodecDep,
+    settings: SettingsDep,
     token: Annotated[str | None, Depends(bearer_scheme)],
 ) -> Principal:
+    """The caller, including one whose session may only enrol MFA (`mfa_pending`). Only the
+    MFA enrolment routes use this directly; everything else goes through `get_principal`."""
     if not token:
         raise Unauthorized()
     try:
@@ -82,12 +97,19 @@ async def get_principal(
 
     # Checked on every request, so logout, disabling a user and role changes apply at once
     # on every instance: the database is the single source of truth.
-    # One query answers all three: the user, their session's state, and one row per permission.
+    # One query answers all: the user, their session's state, one row per role and permission.
     rows = (
         await session.execute(
-            select(User, AuthSession.revoked_at, Permission.name)
+            select(
+                User,
+                AuthSession.revoked_at,
+                AuthSession.mfa_verified,
+                Role.name.label("role"),
+                Permission.name.label("permission"),
+            )
             .join(AuthSession, AuthSession.user_id == User.id)
             .outerjoin(user_roles, user_roles.c.user_id == User.id)
+            .outerjoin(Role, Role.id == user_roles.c.role_id)
             .outerjoin(role_permissions, role_permissions.c.role_id == user_roles.c.role_id)
             .outerjoin(Permission, Permission.id == role_permissions.c.permission_id)
             .where(AuthSession.id == claims.session_id, User.id == claims.user_id)
@@ -95,9 +117,28 @@ async def get_principal(
     ).all()
     if not rows or rows[0].revoked_at is not None or not rows[0].User.is_active:
         raise Unauthorized("The session has ended.")
-    permissions = frozenset(row.name for row in rows if row.name is not None)
+    if rows[0].User.email_verified_at is None and not settings.unverified_accounts_may_log_in:
+        # A session opened while UNVERIFIED_ACCOUNT_ACCESS was `full`, now `none`.
+        raise EmailUnverified()
+    permissions = frozenset(row.permission for row in rows if row.permission is not None)
+    roles = {row.role for row in rows if row.role is not None}
     request.state.user_id = str(claims.user_id)
-    return Principal(user=rows[0].User, session_id=claims.session_id, permissions=permissions)
+    return Principal(
+        user=rows[0].User,
+        session_id=claims.session_id,
+        permissions=permissions,
+        mfa_pending=not rows[0].mfa_verified and bool(roles & settings.mfa_roles),
+    )
+
+
+async def get_principal(
+    principal: Annotated[Principal, Depends(get_enrolling_principal)],
+) -> Principal:
+    """The caller, with a session that is complete: a session still owing MFA enrolment is
+    refused here, so no route can forget the check."""
+    if principal.mfa_pending:
+        raise MfaEnrolmentRequired()
+    return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

@@ -1,7 +1,9 @@
-"""Authentication endpoints: register, login, refresh, logout, password change and reset."""
+"""Authentication endpoints: register, login, refresh, logout, sessions, password change and
+reset, email verification."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Depends, status
@@ -11,6 +13,8 @@ from pydantic import ValidationError
 
 from ..database import SessionDep
 from ..errors import Forbidden
+from ..mfa import service as mfa_service
+from ..mfa.schemas import MfaChallenge, MfaEnrolmentRequired
 from ..paths import API_PREFIX
 from ..rbac.dependencies import Guard
 from ..rbac.permissions import Perm
@@ -19,7 +23,7 @@ from ..requests import RequestMetaDep
 from ..users import service as users_service
 from ..users.schemas import UserOut
 from ..users.service import to_out
-from . import service
+from . import service, sessions, verification
 from .dependencies import (
     MailerDep,
     PasswordServiceDep,
@@ -35,7 +39,10 @@ from .schemas import (
     PasswordResetRequest,
     RefreshRequest,
     RegisterRequest,
+    SessionInfo,
     TokenPair,
+    VerificationRequest,
+    VerificationResendRequest,
 )
 
 router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["auth"], route_class=GuardedRoute)
@@ -50,8 +57,11 @@ async def register(
     session: SessionDep,
     passwords: PasswordServiceDep,
     settings: SettingsDep,
+    mailer: MailerDep,
+    background: BackgroundTasks,
     meta: RequestMetaDep,
 ) -> UserOut:
+    """Create an account and mail it a verification token (sent after the response)."""
     if not settings.registration_enabled:
         raise Forbidden("Registration is closed.")
     user = await service.register(
@@ -62,7 +72,14 @@ async def register(
         password=body.password,
         full_name=body.full_name,
     )
+    background.add_task(mailer.send, await verification.issue(session, settings, user))
+    await session.commit()
     return to_out(await users_service.get(session, user.id))
+
+
+# Tokens; or, for an account with MFA, the step that asks for a code; or, for a role that
+# requires MFA on an account without it, a token that can only enrol.
+LoginOutcome = TokenPair | MfaChallenge | MfaEnrolmentRequired
 
 
 class Login:
@@ -80,7 +97,7 @@ class Login:
         self.session, self.passwords, self.limiter = session, passwords, limiter
         self.settings, self.codec, self.meta = settings, codec, meta
 
-    async def __call__(self, credentials: LoginRequest) -> TokenPair:
+    async def __call__(self, credentials: LoginRequest) -> LoginOutcome:
         user = await service.authenticate(
             self.session,
             self.passwords,
@@ -89,16 +106,19 @@ class Login:
             email=credentials.email,
             password=credentials.password,
         )
-        return await service.start_session(self.session, self.settings, self.codec, user)
+        verification.require_verified(self.settings, user)
+        return await mfa_service.after_password(
+            self.session, self.settings, self.codec, self.meta, user
+        )
 
 
 LoginDep = Annotated[Login, Depends()]
 
 
-@router.post("/token", response_model=TokenPair)
+@router.post("/token", response_model=LoginOutcome)
 async def token(
     form: Annotated[OAuth2PasswordRequestForm, Depends()], log_in: LoginDep
-) -> TokenPair:
+) -> LoginOutcome:
     """OAuth2 password flow (form fields `username` = email, `password`)."""
     try:  # the same limits as the JSON login, applied to the form fields
         credentials = LoginRequest(email=form.username, password=form.password)
@@ -107,8 +127,8 @@ async def token(
     return await log_in(credentials)
 
 
-@router.post("/login", response_model=TokenPair)
-async def login(body: LoginRequest, log_in: LoginDep) -> TokenPair:
+@router.post("/login", response_model=LoginOutcome)
+async def login(body: LoginRequest, log_in: LoginDep) -> LoginOutcome:
     return await log_in(body)
 
 
@@ -135,6 +155,27 @@ async def logout_all(
     meta: RequestMetaDep,
 ) -> None:
     await service.logout_all(session, meta, principal.user)
+
+
+@router.get("/sessions", response_model=list[SessionInfo])
+async def list_sessions(
+    principal: Annotated[Principal, Guard(Perm.ACCOUNT_READ)],
+    session: SessionDep,
+    settings: SettingsDep,
+) -> list[SessionInfo]:
+    """Your live sessions, newest first; `current` marks the one making this request."""
+    return await sessions.live_sessions(session, settings, principal.user_id, principal.session_id)
+
+
+@router.delete("/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def end_session(
+    session_id: uuid.UUID,
+    principal: Annotated[Principal, AccountUpdate],
+    session: SessionDep,
+    meta: RequestMetaDep,
+) -> None:
+    """End one of your sessions: its refresh token and access tokens stop working at once."""
+    await sessions.end_own_session(session, meta, principal.user_id, session_id)
 
 
 @router.post("/password/change", status_code=status.HTTP_204_NO_CONTENT)
@@ -186,3 +227,29 @@ async def reset_password(
     await service.reset_password(
         session, passwords, meta, token=body.token, new_password=body.new_password
     )
+
+
+@router.post("/email/verify", status_code=status.HTTP_204_NO_CONTENT)
+async def verify_email(
+    body: VerificationRequest, session: SessionDep, meta: RequestMetaDep
+) -> None:
+    """Confirm the account's email with the token mailed to it (single use, expiring)."""
+    await verification.verify(session, meta, body.token)
+
+
+@router.post("/email/verify/resend", status_code=status.HTTP_202_ACCEPTED)
+async def resend_verification(
+    body: VerificationResendRequest,
+    session: SessionDep,
+    settings: SettingsDep,
+    limiter: RateLimiterDep,
+    mailer: MailerDep,
+    background: BackgroundTasks,
+    meta: RequestMetaDep,
+) -> dict[str, str]:
+    """Always 202, whether or not the account exists or is verified; a new token voids the
+    previous ones."""
+    message = await verification.request_again(session, settings, limiter, meta, body.email)
+    if message is not None:
+        background.add_task(mailer.send, message)
+    return {"status": "accepted"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
 from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, EmailStr, Field, StringConstraints, model_validator
@@ -92,8 +94,28 @@ class PasswordResetRequest(InputModel):
         return self
 
 
+class VerificationRequest(InputModel):
+    token: OpaqueToken
+
+
+class VerificationResendRequest(InputModel):
+    email: Email
+
+
 class TokenPair(OutputModel):
     access_token: str
     refresh_token: str
     token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth2 token type
     expires_in: int
+
+
+class SessionInfo(OutputModel):
+    """A live login of the caller; `current` marks the one this request belongs to."""
+
+    id: uuid.UUID
+    created_at: datetime
+    expires_at: datetime  # the absolute end, however often it is refreshed
+    client_ip: str | None
+    user_agent: str | None
+    mfa: bool
+    current: bool

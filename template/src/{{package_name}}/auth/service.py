@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import NoReturn
 
 import structlog
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, and_, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,7 +22,7 @@ from ..rbac.permissions import USER_ROLE
 from ..requests import RequestMeta
 from ..users.models import User
 from .identity import normalize_email
-from .models import AuthSession, PasswordResetToken, RefreshToken
+from .models import USER_AGENT_MAX_LENGTH, AuthSession, PasswordResetToken, RefreshToken
 from .passwords import Match, PasswordService, policy_violation
 from .schemas import TokenPair
 from .tokens import AccessTokenCodec, hash_opaque_token, new_opaque_token
@@ -237,12 +237,39 @@ async def _find_refresh_token(session: AsyncSession, refresh_token: str) -> Refr
     )
 
 
-async def start_session(
-    session: AsyncSession, settings: Settings, codec: AccessTokenCodec, user: User
-) -> TokenPair:
-    auth_session = AuthSession(user_id=user.id, created_at=utcnow())
+async def open_session(
+    session: AsyncSession, meta: RequestMeta, user: User, *, mfa_verified: bool
+) -> AuthSession:
+    agent = meta.user_agent[:USER_AGENT_MAX_LENGTH] if meta.user_agent else None
+    auth_session = AuthSession(
+        user_id=user.id,
+        created_at=utcnow(),
+        mfa_verified=mfa_verified,
+        client_ip=meta.client_ip,
+        user_agent=agent,
+    )
     session.add(auth_session)
     await session.flush()
+    return auth_session
+
+
+async def start_session(
+    session: AsyncSession,
+    settings: Settings,
+    codec: AccessTokenCodec,
+    meta: RequestMeta,
+    user: User,
+    *,
+    mfa_verified: bool = False,
+) -> TokenPair:
+    auth_session = await open_session(session, meta, user, mfa_verified=mfa_verified)
+    return await _issue_pair(session, settings, codec, auth_session)
+
+
+async def complete_session(
+    session: AsyncSession, settings: Settings, codec: AccessTokenCodec, auth_session: AuthSession
+) -> TokenPair:
+    """The first token pair of a session opened without one (an MFA enrolment session)."""
     return await _issue_pair(session, settings, codec, auth_session)
 
 
@@ -305,7 +332,7 @@ async def _spent_token_presented(
     if used_at is not None and utcnow() - used_at < grace and not successor_used:
         await session.rollback()
         raise RefreshSuperseded()
-    await _revoke(session, AuthSession.id == session_id, reason="refresh_reuse")
+    await revoke_sessions(session, AuthSession.id == session_id, reason="refresh_reuse")
     audit.record(
         session,
         meta,
@@ -319,16 +346,27 @@ async def _spent_token_presented(
     raise InvalidRefreshToken()
 
 
-async def _revoke(session: AsyncSession, which: ColumnElement[bool], *, reason: str) -> None:
-    await session.execute(
+async def revoke_sessions(session: AsyncSession, which: ColumnElement[bool], *, reason: str) -> int:
+    """End the live sessions `which` selects; answers how many there were."""
+    result = await session.execute(
         update(AuthSession)
         .where(which, AuthSession.revoked_at.is_(None))
         .values(revoked_at=utcnow(), revoked_reason=reason)
     )
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def revoke_all_sessions(session: AsyncSession, user_id: uuid.UUID, *, reason: str) -> None:
-    await _revoke(session, AuthSession.user_id == user_id, reason=reason)
+async def revoke_all_sessions(session: AsyncSession, user_id: uuid.UUID, *, reason: str) -> int:
+    """End every live session of the user; answers how many there were."""
+    return await revoke_sessions(session, AuthSession.user_id == user_id, reason=reason)
+
+
+async def revoke_other_sessions(
+    session: AsyncSession, user_id: uuid.UUID, keep: uuid.UUID, *, reason: str
+) -> int:
+    return await revoke_sessions(
+        session, and_(AuthSession.user_id == user_id, AuthSession.id != keep), reason=reason
+    )
 
 
 async def logout(session: AsyncSession, meta: RequestMeta, refresh_token: str) -> None:
@@ -336,7 +374,7 @@ async def logout(session: AsyncSession, meta: RequestMeta, refresh_token: str) -
     stored = await _find_refresh_token(session, refresh_token)
     if stored is None:
         return
-    await _revoke(session, AuthSession.id == stored.session_id, reason="logout")
+    await revoke_sessions(session, AuthSession.id == stored.session_id, reason="logout")
     audit.record(session, meta, "auth.logout", subject=str(stored.session_id))
     await session.commit()
 
@@ -458,5 +496,7 @@ async def reset_password(
         await session.rollback()
         raise InvalidResetToken()
     await _set_password(session, passwords, user, new_password, reason="password_reset")
+    if user.email_verified_at is None:  # the mailed token proves the address is theirs
+        user.email_verified_at = now
     audit.record(session, meta, "auth.password_reset", actor_id=user.id, subject=str(user.id))
     await session.commit()

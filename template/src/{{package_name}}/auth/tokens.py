@@ -18,6 +18,8 @@ from ..database import utcnow
 ALGORITHM = "HS256"
 ALLOWED_ALGORITHMS = [ALGORITHM]
 ACCESS_TOKEN_TYPE = "access"  # noqa: S105 - a claim value, not a secret
+# The MFA step of a login: names the user whose password was right, grants nothing else.
+MFA_CHALLENGE_TYPE = "mfa_challenge"
 REQUIRED_CLAIMS = ["iss", "aud", "exp", "iat", "sub", "jti", "sid", "typ"]
 OPAQUE_TOKEN_BYTES = 32  # 256 bits
 
@@ -61,7 +63,14 @@ class AccessTokenCodec:
     def ttl_seconds(self) -> int:
         return int(self._ttl.total_seconds())
 
-    def issue(self, user_id: uuid.UUID, session_id: uuid.UUID) -> str:
+    def issue(
+        self,
+        user_id: uuid.UUID,
+        session_id: uuid.UUID,
+        *,
+        token_type: str = ACCESS_TOKEN_TYPE,
+        ttl: timedelta | None = None,
+    ) -> str:
         now = utcnow()
         claims: dict[str, Any] = {
             "iss": self._issuer,
@@ -69,9 +78,9 @@ class AccessTokenCodec:
             "sub": str(user_id),
             "sid": str(session_id),
             "jti": secrets.token_hex(16),
-            "typ": ACCESS_TOKEN_TYPE,
+            "typ": token_type,
             "iat": now,
-            "exp": now + self._ttl,
+            "exp": now + (ttl or self._ttl),
         }
         return jwt.encode(
             claims,
@@ -80,7 +89,7 @@ class AccessTokenCodec:
             headers={"kid": self._signing_kid},
         )
 
-    def verify(self, token: str) -> AccessClaims:
+    def verify(self, token: str, token_type: str = ACCESS_TOKEN_TYPE) -> AccessClaims:
         try:
             header = jwt.get_unverified_header(token)
             key = self._keys.get(header.get("kid", ""))
@@ -94,8 +103,8 @@ class AccessTokenCodec:
                 issuer=self._issuer,
                 options={"require": REQUIRED_CLAIMS, "verify_iat": True},
             )
-            if claims["typ"] != ACCESS_TOKEN_TYPE:
-                raise InvalidToken("not an access token")
+            if claims["typ"] != token_type:
+                raise InvalidToken(f"not a token of type {token_type}")
             return AccessClaims(
                 user_id=uuid.UUID(claims["sub"]),
                 session_id=uuid.UUID(claims["sid"]),

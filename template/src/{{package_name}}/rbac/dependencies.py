@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends
 
-from ..auth.dependencies import Principal, get_principal
+from ..auth.dependencies import Principal, get_enrolling_principal, get_principal
 from ..errors import Forbidden
 
 
@@ -34,6 +34,17 @@ class RequirePermissions:
         return principal
 
 
-def Guard(*permissions: StrEnum) -> Any:  # noqa: N802 - reads like the Depends it returns
-    """`principal: Annotated[Principal, Guard(Perm.X)]` — authenticate, then require `X`."""
-    return Depends(RequirePermissions(*permissions))
+class RequirePermissionsWhileEnrolling(RequirePermissions):
+    """The guard of the MFA enrolment routes: also admits a session that owes MFA enrolment."""
+
+    async def __call__(
+        self, principal: Annotated[Principal, Depends(get_enrolling_principal)]
+    ) -> Principal:
+        return await super().__call__(principal)
+
+
+def Guard(*permissions: StrEnum, while_enrolling_mfa: bool = False) -> Any:  # noqa: N802
+    """`principal: Annotated[Principal, Guard(Perm.X)]` — authenticate, then require `X`.
+    (Named like the `Depends` it returns.)"""
+    guard = RequirePermissionsWhileEnrolling if while_enrolling_mfa else RequirePermissions
+    return Depends(guard(*permissions))

@@ -12,7 +12,7 @@ from ..auth.identity import normalize_email
 from ..auth.passwords import PasswordService, policy_violation
 from ..auth.schemas import NewEmail
 from ..config import Settings
-from ..database import create_engine, create_sessionmaker
+from ..database import create_engine, create_sessionmaker, utcnow
 from ..rbac import service as rbac_service
 from ..rbac.permissions import ADMIN_ROLE, USER_ROLE
 from .models import User
@@ -49,7 +49,12 @@ async def ensure_admin(
                 weakness = policy_violation(password, email)
                 if weakness:
                     raise AdminSetupError(weakness)
-                user = User(email=email, password_hash=await passwords.hash(password))
+                # The operator chose the address: it counts as verified.
+                user = User(
+                    email=email,
+                    password_hash=await passwords.hash(password),
+                    email_verified_at=utcnow(),
+                )
                 session.add(user)
                 await session.flush()
                 await rbac_service.grant_role(session, user.id, USER_ROLE)

@@ -118,6 +118,17 @@ async def update_user(
     return service.to_out(user)
 
 
+@router.delete("/{user_id}/sessions", status_code=status.HTTP_204_NO_CONTENT)
+async def end_sessions(
+    user_id: uuid.UUID,
+    principal: Annotated[Principal, Guard(Perm.USERS_UPDATE)],
+    session: SessionDep,
+    meta: RequestMetaDep,
+) -> None:
+    """End every session of the user at once (their access tokens included); audited."""
+    await service.end_sessions(session, meta, principal.user_id, principal.permissions, user_id)
+
+
 @router.put("/{user_id}/roles/{role_name}", status_code=status.HTTP_204_NO_CONTENT)
 async def assign_role(
     user_id: uuid.UUID,

@@ -17,6 +17,7 @@ class UserOut(OutputModel):
     email: str
     full_name: str
     is_active: bool
+    email_verified: bool
     created_at: datetime
     roles: list[str]
 

@@ -35,6 +35,7 @@ def to_out(user: User, roles: list[str] | None = None) -> UserOut:
         email=user.email,
         full_name=user.full_name,
         is_active=user.is_active,
+        email_verified=user.email_verified_at is not None,
         created_at=user.created_at,
         roles=[role.name for role in user.roles] if roles is None else roles,
     )
@@ -111,6 +112,25 @@ async def admin_update(
         audit.record(session, meta, action, actor_id=actor_id, subject=str(user_id), **changes)
         await session.commit()
     return user
+
+
+async def end_sessions(
+    session: AsyncSession,
+    meta: RequestMeta,
+    actor_id: uuid.UUID,
+    held: frozenset[str],
+    user_id: uuid.UUID,
+) -> int:
+    """End every session of a user (a lost device, a suspected compromise). Nobody ends the
+    sessions of an account more privileged than their own."""
+    await get(session, user_id)
+    await rbac_service.refuse_managing_above(session, user_id, held)
+    ended = await auth_service.revoke_all_sessions(session, user_id, reason="ended_by_admin")
+    audit.record(
+        session, meta, "auth.sessions_ended", actor_id=actor_id, subject=str(user_id), ended=ended
+    )
+    await session.commit()
+    return ended
 
 
 async def export(
