@@ -103,6 +103,7 @@ def write_settings(path: Path, answers: dict[str, Any], database_url: str) -> No
         "METRICS_TOKEN": secrets.token_urlsafe(32),
         "TRUSTED_HOSTS": "127.0.0.1,localhost",
         "DATABASE_URL": container_database_url(database_url),
+        "MFA_REQUIRED_ROLES": "[]",  # the admin logs in with a password only: no authenticator here
     }
     if answers["rate_limit_backend"] == "redis":
         settings["REDIS_URL"] = f"redis://{HOST_FROM_CONTAINER}:6379/0"
