@@ -21,9 +21,9 @@ import pytest
 import yaml
 
 from conftest import (
+    BOOTED_VARIANTS,
     CHOICE_QUESTIONS,
     REPO,
-    SUPPORTED_VARIANTS,
     render,
     repo_tool,
     variant_answers,
@@ -177,11 +177,13 @@ def test_refused_option_is_shown_unavailable_and_cannot_be_chosen(
     # Only Redis is selectable: whichever way the user moves, Enter picks it.
     prompt.choose("rate_limit_backend", "redis", keys=UP + UP + DOWN)
     assert "In-memory limits are counted per pod" in prompt.screens["rate_limit_backend"]
+    prompt.answer("ai_features", ["documents"])
     output = prompt.finish()
 
     recorded = yaml.safe_load((tmp_path / "project" / ".copier-answers.yml").read_text())
     assert recorded["database"] == "mysql"
     assert recorded["rate_limit_backend"] == "redis"
+    assert recorded["ai_features"] == ["documents"]
     assert recorded["project_slug"] == "billing-api-2"
     assert recorded["package_name"] == "billing_api_2"
     # The next steps are announced.
@@ -202,7 +204,7 @@ def test_derived_database_follows_the_deploy_target(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("variant", list(SUPPORTED_VARIANTS))
+@pytest.mark.parametrize("variant", BOOTED_VARIANTS)  # every value and every pair of values
 def test_accepted_prompts_render_like_explicit_and_derived_answers(
     template_snapshot: Path, tmp_path: Path, variant: str
 ) -> None:

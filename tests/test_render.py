@@ -48,8 +48,8 @@ REFUSED: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     # No hidden value unlocks a refusal: the old `unavailable_values` switch and the old list of
     # refused package names are gone (the names live inside package_name's validator).
     "old-unlock-switch": (
-        {"unavailable_values": [], "ai_features": ["chat"]},
-        ("ai_features=chat",),
+        {"unavailable_values": [], **KUBERNETES_SQLITE, "rate_limit_backend": "redis"},
+        ("one pod's disk",),
     ),
     "old-forbidden-names": (
         {"forbidden_package_names": [], "package_name": "json"},
@@ -541,7 +541,6 @@ REFUSED_CHANGES = {
         {"rate_limit_backend": "memory"},
         "counted per pod",
     ),
-    "chat-not-yet": ({}, {"ai_features": ["chat"]}, "ai_features=chat is not available yet"),
 }
 
 
