@@ -11,6 +11,7 @@ import secrets
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,8 @@ def service_env(answers: Mapping[str, Any], database_url: str, **overrides: str)
     }
     if answers["rate_limit_backend"] == "redis":
         settings["REDIS_URL"] = REDIS_URL
+        # This server's counters only: other servers and test runs share the Redis server.
+        settings["RATE_LIMIT_KEY_PREFIX"] = f"boot-{uuid.uuid4().hex}:ratelimit"
     if answers["ai_features"]:
         settings["AI_ALLOW_FAKE_IN_PRODUCTION"] = "true"  # no provider to reach from a test
     if "documents" in answers["ai_features"] and answers["deploy_target"] == "kubernetes":
