@@ -181,6 +181,8 @@ class LinkPolicy:
             return self._link(text, i, final)
         if char == "]":
             return i + 1, "\\]"
+        if text.startswith("~~~", i):  # no fence of the renderer's own (an indented one)
+            return i + 1, "\\~"
         if char == "<":
             autolink = _AUTOLINK.match(text, i)
             if autolink and self.allows(autolink.group(1)):
@@ -223,11 +225,12 @@ class LinkPolicy:
             if not final and prefix and prefix.end() == len(text):
                 return None
             return (i + 1, "!") if text[i] == "!" else (i + 1, "\\[")
+        words, _ = self.scan(link.group(1), _State(line_start=False), final=True)
         if self.allows(link.group(2)):
-            return link.end(), link.group(0)
+            return link.end(), f"{text[i : text.index('[', i)]}[{words}]({link.group(2)})"
         if text[i] == "!":
             return link.end(), ""  # a foreign image goes, alt text and all
-        return link.end(), self.sanitize(link.group(1))  # a foreign link keeps its words
+        return link.end(), words  # a foreign link keeps its words
 
     @staticmethod
     def _fenced(text: str, i: int, state: _State, final: bool) -> tuple[int, str] | None:
