@@ -89,7 +89,9 @@ _URL_START = re.compile(
 _ENTITY = re.compile(r"&(?:\#[0-9]|\#[xX][0-9a-fA-F]|[A-Za-z][A-Za-z0-9]*;)")
 _TAG_START = re.compile(r"<[A-Za-z/!?]")
 _WHITESPACE = re.compile(r"\s")
-_TRAILING = re.compile(r"[)\]}>\"'.,;:!?*_~]*")  # what may end a kept bare URL's word
+# A linkifier may stop inside a URL (at `'`, say) and find another one after it.
+_NESTED_URL = re.compile(r"//|www\.", re.IGNORECASE)
+_TRAILING = re.compile(r"[)\]}>\"'.,;:!?*]*")  # what may end a kept bare URL's word
 _ASCII_PUNCT = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
 
 
@@ -196,12 +198,12 @@ class LinkPolicy:
         end = _WHITESPACE.search(text, i)
         word_end = len(text) if end is None else end.start()
         strict = _STRICT_BARE.match(text, i, word_end)
-        if (
-            strict
-            and self.allows(strict.group(0))
-            and _TRAILING.fullmatch(text, strict.end(), word_end)
-        ):
-            return strict.end(), strict.group(0)  # the punctuation after it is scanned next
+        if strict and self.allows(url := strict.group(0)):
+            after_host = url.find("//") + 2 if "//" in url else 4  # past `www.`
+            if _TRAILING.fullmatch(text, strict.end(), word_end) and not _NESTED_URL.search(
+                url, after_host
+            ):
+                return strict.end(), url  # the punctuation after it is scanned next
         return word_end, LINK_REMOVED
 
     def _code(
