@@ -281,20 +281,27 @@ class StreamFilter:
             out.append(self._force())
 
     def _force(self) -> str:
-        """Judge the first held piece as if the text ended here; never cut a fence's line."""
+        """Judge the held text (part of one line) as if the answer ended there.
+
+        What follows is then cut off by a space: nothing judged so far (an escape, an entity,
+        a URL's scheme) can combine with it. A line that may open a code block has its first
+        character escaped; one that may close it is ended and the block closed explicitly,
+        and what follows is filtered as text.
+        """
         state, text = self._state, self._pending
-        if state.fence:  # a line that may still close the block: take it as closing (the
-            state.fence, state.line_start = "", False  # safe side: the rest is then filtered)
-            self._pending = ""
-            return text
+        self._pending = ""
+        if state.fence:
+            mark = re.escape(state.fence[0])
+            closing = re.fullmatch(rf" {{0,3}}{mark}{{{len(state.fence)},}}[ \t]*", text)
+            ended = f"{text}\n" if closing else f"{text}\n{state.fence}\n"
+            state.fence, state.line_start = "", True
+            return ended
         if state.line_start and text[0] in "`~":
             state.line_start = False
             self._pending = text[1:]
             return "\\" + text[0]
-        end = self.policy._piece(text, 0, state, final=True)
-        assert end is not None  # a final scan always decides
-        self._pending = text[end[0] :]
-        return end[1]
+        ready, _ = self.policy.scan(text, state, final=True)
+        return ready if text[-1].isspace() else ready + " "
 
     def flush(self) -> str:
         ready, _ = self.policy.scan(self._pending, self._state, final=True)
