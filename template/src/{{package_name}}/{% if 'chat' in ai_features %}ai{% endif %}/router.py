@@ -172,7 +172,7 @@ async def read_analytics(
     """Calls, tokens, cost and failures by user, model or day (default: the last 30 days).
     Aggregates only: no message content."""
     until = until or quota.quota_day(utcnow())
-    since = since or until - timedelta(days=USAGE_HISTORY_DAYS - 1)
+    since = since or until - timedelta(days=min(USAGE_HISTORY_DAYS - 1, (until - date.min).days))
     if since > until or (until - since).days >= MAX_ANALYTICS_DAYS:
         raise InvalidPeriod()
     rows, total = await ledger.analytics(
