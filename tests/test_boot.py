@@ -259,6 +259,7 @@ def test_streamed_chat_in_production(served: Server, answers: dict[str, Any]) ->
 def test_documents_upload_list_search_and_delete_over_http(
     served: Server, answers: dict[str, Any]
 ) -> None:
+    """Upload, list, search (and, with chat, a grounded and cited answer), then delete."""
     if "documents" not in answers["ai_features"]:
         pytest.skip("the variant has no documents")
     with httpx.Client(base_url=served.base_url, timeout=30) as client:
@@ -291,6 +292,17 @@ def test_documents_upload_list_search_and_delete_over_http(
         theirs = client.post("/api/v1/documents/search", json=query, headers=other).json()
         assert theirs["hits"] == []
         problem(client.get(f"/api/v1/documents/{document['id']}", headers=other), 404)
+        if "chat" in answers["ai_features"]:  # a chat grounded in the caller's documents
+            ask = {"message": "What is the boot canary?", "documents": True}
+            grounded = client.post("/api/v1/ai/chat", json=ask, headers=owner)
+            assert grounded.status_code == 200, grounded.text
+            assert "walrus-9431" in grounded.json()["content"]
+            assert "[1]" in grounded.json()["content"]
+            cited = [{"index": 1, "document_id": document["id"], "page": 1}]
+            assert grounded.json()["citations"] == cited
+            theirs = client.post("/api/v1/ai/chat", json=ask, headers=other).json()
+            assert "walrus-9431" not in theirs["content"]
+            assert theirs["citations"] == []
         deleted = client.delete(f"/api/v1/documents/{document['id']}", headers=owner)
         assert deleted.status_code == 204
         after = client.post("/api/v1/documents/search", json=query, headers=owner).json()

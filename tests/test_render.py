@@ -254,7 +254,13 @@ FEATURES = (
     Feature(
         "documents",
         lambda answers: "documents" in answers["ai_features"],
-        paths=("src/{pkg}/documents", "src/{pkg}/ai/documents*", "tests/**/test_documents*.py"),
+        paths=(
+            "src/{pkg}/documents",
+            "src/{pkg}/ai/documents*",
+            "src/{pkg}/ai/grounding.py",
+            "tests/**/test_documents*.py",
+            "tests/**/test_ai_grounding.py",
+        ),
         words=(r"\bdocuments:[a-z]+\b", r"/api/v1/(ai/)?documents\b"),
     ),
 )
