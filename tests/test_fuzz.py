@@ -53,7 +53,12 @@ FUZZ_TIMEOUT = 600
 GENEROUS_LIMIT = "100000/minute"
 # Operations that end the admin's own session or account: fuzzed anonymously only, so the admin
 # run keeps its credentials to the end.
-SELF_ENDING = ("POST /api/v1/auth/logout-all", "DELETE /api/v1/users/me")
+SELF_ENDING = (
+    "POST /api/v1/auth/logout-all",
+    "DELETE /api/v1/users/me",
+    "DELETE /api/v1/auth/sessions/{session_id}",  # the admin's own session is one of its ids
+    "DELETE /api/v1/users/{user_id}/sessions",  # and the admin's own id one of these
+)
 
 
 @pytest.fixture(scope="module", params=FUZZ_VARIANTS)
