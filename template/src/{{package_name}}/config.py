@@ -73,6 +73,10 @@ class Settings(features.FeatureSettings, ratelimit_storage.StorageSettings, Base
     # Account security (credential throttles, refresh grace window, reset mails, audit budget).
     refresh_reuse_grace_seconds: int = Field(default=10, ge=0, le=60)
     session_max_age_days: int = Field(default=30, ge=1, le=365)
+    # Who a session's bearer is, kept in memory for at most this long (0 turns the cache off);
+    # every change invalidates it at once (docs: "The principal cache").
+    principal_cache_ttl_seconds: float = Field(default=5.0, ge=0, le=60)
+    principal_cache_max_entries: int = Field(default=10_000, ge=1)
     # Account features (docs/security.md): roles that must use MFA (default: `admin` in
     # production, none elsewhere; `[]` for none), the MFA login step's lifetime, and what an
     # account may do before its email is verified (default: `none` in production, `full` else).

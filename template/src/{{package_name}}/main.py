@@ -11,16 +11,18 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 
-from . import features, ratelimit_storage
+from . import features, principal_channel, ratelimit_storage
 from ._project import DESCRIPTION, PROJECT_NAME
 from .apidocs import DOCS_CSP, DOCS_PATH, OPENAPI_PATH
 from .apidocs import router as docs_router
 from .audit.router import router as audit_router
 from .auth.passwords import PasswordService
+from .auth.principal_cache import PrincipalCache
+from .auth.principal_changes import tracked_sessionmaker
 from .auth.router import router as auth_router
 from .auth.tokens import AccessTokenCodec
 from .config import Settings
-from .database import create_engine, create_sessionmaker
+from .database import create_engine
 from .errors import install_exception_handlers
 from .health.router import router as health_router
 from .mailer import create_mailer
@@ -131,13 +133,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         passwords = PasswordService(settings.password_hash_concurrency)
         await passwords.verify_against_nothing("warm-up")  # the first failed login costs the same
+        principals = PrincipalCache(
+            settings.principal_cache_ttl_seconds, settings.principal_cache_max_entries, metrics
+        )
         app.state.engine = engine
-        app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.principal_cache = principals
+        app.state.sessionmaker = tracked_sessionmaker(engine, principals)
         app.state.rate_limiter = limiter
         app.state.passwords = passwords
         app.state.mailer = create_mailer(settings)
         try:
             async with AsyncExitStack() as stack:
+                await stack.enter_async_context(
+                    principal_channel.invalidation_channel(settings, principals, metrics)
+                )
                 for feature_lifespan in features.lifespans():
                     await stack.enter_async_context(feature_lifespan(app, settings))
                 yield

@@ -1,4 +1,5 @@
-"""Who is calling: bearer token → verified claims → live session, active user, permissions."""
+"""Who is calling: bearer token → verified claims → live session, active user, permissions
+(from the principal cache, or the database when the cache cannot answer)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..config import Settings
 from ..database import SessionDep
@@ -19,6 +21,7 @@ from ..rbac.models import Permission, Role, role_permissions, user_roles
 from ..users.models import User
 from .models import AuthSession
 from .passwords import PasswordService
+from .principal_cache import PrincipalCache, PrincipalRecord, PrincipalUser
 from .tokens import AccessTokenCodec, InvalidToken
 from .verification import EmailUnverified
 
@@ -27,7 +30,7 @@ bearer_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=F
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    user: User
+    user: PrincipalUser
     session_id: uuid.UUID
     permissions: frozenset[str]
     # One of the user's roles requires MFA and this session did not pass it: the session may
@@ -95,9 +98,34 @@ async def get_enrolling_principal(
     except InvalidToken:
         raise Unauthorized("The access token is invalid or expired.") from None
 
-    # Checked on every request, so logout, disabling a user and role changes apply at once
-    # on every instance: the database is the single source of truth.
-    # One query answers all: the user, their session's state, one row per role and permission.
+    # Logout, disabling a user and role changes apply at once on every instance: the
+    # database is the source of truth, and the cache in front of it is invalidated by every
+    # change before the changing request returns (auth/principal_cache.py).
+    cache: PrincipalCache = request.app.state.principal_cache
+    record = cache.get(claims.session_id, claims.user_id)
+    if record is None:
+        generation = cache.generation
+        record = await load_principal(session, claims.session_id, claims.user_id)
+        if record is None:
+            raise Unauthorized("The session has ended.")
+        cache.put(claims.session_id, record, generation)
+    if record.user.email_verified_at is None and not settings.unverified_accounts_may_log_in:
+        # A session opened while UNVERIFIED_ACCOUNT_ACCESS was `full`, now `none`.
+        raise EmailUnverified()
+    request.state.user_id = str(claims.user_id)
+    return Principal(
+        user=record.user,
+        session_id=claims.session_id,
+        permissions=record.permissions,
+        mfa_pending=not record.mfa_verified and bool(set(record.user.roles) & settings.mfa_roles),
+    )
+
+
+async def load_principal(
+    session: AsyncSession, session_id: uuid.UUID, user_id: uuid.UUID
+) -> PrincipalRecord | None:
+    """The live session's user, MFA state, roles and permissions, in one query; None when the
+    session has ended or the user is disabled."""
     rows = (
         await session.execute(
             select(
@@ -112,23 +140,33 @@ async def get_enrolling_principal(
             .outerjoin(Role, Role.id == user_roles.c.role_id)
             .outerjoin(role_permissions, role_permissions.c.role_id == user_roles.c.role_id)
             .outerjoin(Permission, Permission.id == role_permissions.c.permission_id)
-            .where(AuthSession.id == claims.session_id, User.id == claims.user_id)
+            .where(AuthSession.id == session_id, User.id == user_id)
         )
     ).all()
     if not rows or rows[0].revoked_at is not None or not rows[0].User.is_active:
-        raise Unauthorized("The session has ended.")
-    if rows[0].User.email_verified_at is None and not settings.unverified_accounts_may_log_in:
-        # A session opened while UNVERIFIED_ACCOUNT_ACCESS was `full`, now `none`.
-        raise EmailUnverified()
-    permissions = frozenset(row.permission for row in rows if row.permission is not None)
-    roles = {row.role for row in rows if row.role is not None}
-    request.state.user_id = str(claims.user_id)
-    return Principal(
-        user=rows[0].User,
-        session_id=claims.session_id,
-        permissions=permissions,
-        mfa_pending=not rows[0].mfa_verified and bool(roles & settings.mfa_roles),
+        return None
+    user: User = rows[0].User
+    return PrincipalRecord(
+        user=PrincipalUser(
+            id=user.id,
+            email=user.email,
+            full_name=user.full_name,
+            is_active=user.is_active,
+            email_verified_at=user.email_verified_at,
+            created_at=user.created_at,
+            roles=tuple(sorted({row.role for row in rows if row.role is not None})),
+        ),
+        mfa_verified=rows[0].mfa_verified,
+        permissions=frozenset(row.permission for row in rows if row.permission is not None),
     )
+
+
+async def load_user(session: AsyncSession, principal: Principal) -> User:
+    """The caller's row, for code that changes the account (the principal is a snapshot)."""
+    user = await session.get(User, principal.user_id)
+    if user is None:  # deleted by a concurrent request
+        raise Unauthorized("The session has ended.")
+    return user
 
 
 async def get_principal(

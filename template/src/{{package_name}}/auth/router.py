@@ -31,6 +31,7 @@ from .dependencies import (
     RateLimiterDep,
     SettingsDep,
     TokenCodecDep,
+    load_user,
 )
 from .schemas import (
     LoginRequest,
@@ -154,7 +155,7 @@ async def logout_all(
     session: SessionDep,
     meta: RequestMetaDep,
 ) -> None:
-    await service.logout_all(session, meta, principal.user)
+    await service.logout_all(session, meta, principal.user_id)
 
 
 @router.get("/sessions", response_model=list[SessionInfo])
@@ -194,7 +195,7 @@ async def change_password(
         passwords,
         limiter,
         meta,
-        principal.user,
+        await load_user(session, principal),
         current_password=body.current_password,
         new_password=body.new_password,
     )

@@ -24,6 +24,7 @@ from ..users.models import User
 from .identity import normalize_email
 from .models import USER_AGENT_MAX_LENGTH, AuthSession, PasswordResetToken, RefreshToken
 from .passwords import Match, PasswordService, policy_violation
+from .principal_changes import NOTED, note_users
 from .schemas import TokenPair
 from .tokens import AccessTokenCodec, hash_opaque_token, new_opaque_token
 
@@ -348,10 +349,11 @@ async def _spent_token_presented(
 
 async def revoke_sessions(session: AsyncSession, which: ColumnElement[bool], *, reason: str) -> int:
     """End the live sessions `which` selects; answers how many there were."""
+    live = and_(which, AuthSession.revoked_at.is_(None))
+    note_users(session, await session.scalars(select(AuthSession.user_id).where(live).distinct()))
     result = await session.execute(
-        update(AuthSession)
-        .where(which, AuthSession.revoked_at.is_(None))
-        .values(revoked_at=utcnow(), revoked_reason=reason)
+        update(AuthSession).where(live).values(revoked_at=utcnow(), revoked_reason=reason),
+        execution_options=NOTED,
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
 
@@ -379,9 +381,9 @@ async def logout(session: AsyncSession, meta: RequestMeta, refresh_token: str) -
     await session.commit()
 
 
-async def logout_all(session: AsyncSession, meta: RequestMeta, user: User) -> None:
-    await revoke_all_sessions(session, user.id, reason="logout_all")
-    audit.record(session, meta, "auth.logout_all", actor_id=user.id, subject=str(user.id))
+async def logout_all(session: AsyncSession, meta: RequestMeta, user_id: uuid.UUID) -> None:
+    await revoke_all_sessions(session, user_id, reason="logout_all")
+    audit.record(session, meta, "auth.logout_all", actor_id=user_id, subject=str(user_id))
     await session.commit()
 
 

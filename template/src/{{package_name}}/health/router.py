@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from .. import features
+from .. import features, principal_channel
 
 router = APIRouter(prefix="/health", tags=["health"])
 
@@ -62,7 +62,7 @@ async def ready(request: Request) -> JSONResponse:
     async def run(name: str, check: Callable[[Request], Awaitable[None]]) -> None:
         results[name] = await _run(check, request)
 
-    optional = features.readiness_checks()
+    optional = {**principal_channel.readiness_checks(), **features.readiness_checks()}
     async with anyio.create_task_group() as group:
         for name, check in {**CHECKS, **optional}.items():
             group.start_soon(run, name, check)

@@ -12,6 +12,7 @@ from ..auth.dependencies import (
     RateLimiterDep,
     SettingsDep,
     TokenCodecDep,
+    load_user,
 )
 from ..auth.schemas import TokenPair
 from ..database import SessionDep
@@ -38,7 +39,8 @@ async def start_totp(
 ) -> TotpEnrolment:
     """Start TOTP enrolment: a secret and its `otpauth://` URI for an authenticator app. The
     secret is shown only here; starting again replaces an unconfirmed one."""
-    secret, uri = await service.start_enrolment(session, settings, meta, principal.user)
+    user = await load_user(session, principal)
+    secret, uri = await service.start_enrolment(session, settings, meta, user)
     return TotpEnrolment(secret=secret, otpauth_uri=uri)
 
 
@@ -77,7 +79,7 @@ async def disable_totp(
         passwords,
         limiter,
         meta,
-        principal.user,
+        await load_user(session, principal),
         password=body.password,
         code=body.code,
     )

@@ -22,6 +22,7 @@ from ..auth import service as auth_service
 from ..auth.dependencies import Principal
 from ..auth.models import AuthSession
 from ..auth.passwords import PasswordService
+from ..auth.principal_changes import NOTED, note_users
 from ..auth.schemas import TokenPair
 from ..auth.tokens import MFA_CHALLENGE_TYPE, AccessTokenCodec
 from ..auth.tokens import InvalidToken as InvalidJwt
@@ -295,8 +296,10 @@ async def confirm_enrolment(
         await session.rollback()
         raise MfaAlreadyEnabled()
     codes = await _replace_recovery_codes(session, user_id)
+    note_users(session, [user_id])
     await session.execute(
-        update(AuthSession).where(AuthSession.id == principal.session_id).values(mfa_verified=True)
+        update(AuthSession).where(AuthSession.id == principal.session_id).values(mfa_verified=True),
+        execution_options=NOTED,
     )
     await auth_service.revoke_other_sessions(
         session, user_id, principal.session_id, reason="mfa_enabled"

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..audit import service as audit
+from ..auth.principal_changes import NOTED, note_users
 from ..errors import Conflict, Forbidden, NotFound, ProblemError
 from ..requests import RequestMeta
 from ..users.models import User
@@ -206,7 +207,10 @@ async def _link(session: AsyncSession, user_id: uuid.UUID, role: Role) -> bool:
     )
     if held:
         return False
-    await session.execute(insert(user_roles).values(user_id=user_id, role_id=role.id))
+    note_users(session, [user_id])
+    await session.execute(
+        insert(user_roles).values(user_id=user_id, role_id=role.id), execution_options=NOTED
+    )
     return True
 
 
@@ -256,8 +260,10 @@ async def revoke_role(
     await refuse_managing_above(session, user_id, held)
     if role.name == ADMIN_ROLE and await is_last_admin(session, user_id):
         raise LastAdmin()
+    note_users(session, [user_id])
     result = await session.execute(
-        delete(user_roles).where(user_roles.c.user_id == user_id, user_roles.c.role_id == role.id)
+        delete(user_roles).where(user_roles.c.user_id == user_id, user_roles.c.role_id == role.id),
+        execution_options=NOTED,
     )
     if result.rowcount:  # type: ignore[attr-defined]
         audit.record(
@@ -277,7 +283,11 @@ async def is_last_admin(session: AsyncSession, user_id: uuid.UUID) -> bool:
     once cannot both pass: call it right before the change it guards, then commit."""
     # A write to the admin role row serialises every caller on every database: a row lock
     # on PostgreSQL and MySQL, the write lock on SQLite.
-    await session.execute(update(Role).where(Role.name == ADMIN_ROLE).values(name=ADMIN_ROLE))
+    # It changes nothing, so it invalidates no principal (NOTED with no user).
+    await session.execute(
+        update(Role).where(Role.name == ADMIN_ROLE).values(name=ADMIN_ROLE),
+        execution_options=NOTED,
+    )
     admins = list(
         await session.scalars(
             select(user_roles.c.user_id)

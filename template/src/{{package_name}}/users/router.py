@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from .. import features
-from ..auth.dependencies import PasswordServiceDep, Principal, RateLimiterDep
+from ..auth.dependencies import PasswordServiceDep, Principal, RateLimiterDep, load_user
 from ..database import SessionDep
 from ..paths import API_PREFIX
 from ..rbac import service as rbac_service
@@ -27,9 +27,9 @@ PageDep = Annotated[PageParams, Depends(page_params)]
 
 @router.get("/me", response_model=UserOut)
 async def read_me(
-    principal: Annotated[Principal, Guard(Perm.ACCOUNT_READ)], session: SessionDep
+    principal: Annotated[Principal, Guard(Perm.ACCOUNT_READ)],
 ) -> UserOut:
-    return await service.profile(session, principal.user)
+    return service.profile(principal.user)
 
 
 @router.patch("/me", response_model=UserOut)
@@ -56,7 +56,12 @@ async def delete_me(
     """Erase the account (GDPR). The password confirms the request; it is throttled and
     audited like a login."""
     await service.delete_account(
-        session, passwords, limiter, meta, principal.user, password=body.password
+        session,
+        passwords,
+        limiter,
+        meta,
+        await load_user(session, principal),
+        password=body.password,
     )
     await features.erase_account(request.app.state, principal.user_id)
 

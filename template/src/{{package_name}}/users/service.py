@@ -15,6 +15,8 @@ from ..auth import service as auth_service
 from ..auth.identity import normalize_email
 from ..auth.models import AuthSession
 from ..auth.passwords import PasswordService
+from ..auth.principal_cache import PrincipalUser
+from ..auth.principal_changes import NOTED, note_users
 from ..errors import Conflict, NotFound
 from ..ratelimit import RateLimiter
 from ..rbac import service as rbac_service
@@ -41,8 +43,17 @@ def to_out(user: User, roles: list[str] | None = None) -> UserOut:
     )
 
 
-async def profile(session: AsyncSession, user: User) -> UserOut:
-    return to_out(user, await rbac_service.role_names(session, user.id))
+def profile(user: PrincipalUser) -> UserOut:
+    """The caller's own view, from the principal: no database round trip."""
+    return UserOut(
+        id=user.id,
+        email=user.email,
+        full_name=user.full_name,
+        is_active=user.is_active,
+        email_verified=user.email_verified_at is not None,
+        created_at=user.created_at,
+        roles=list(user.roles),
+    )
 
 
 async def get(session: AsyncSession, user_id: uuid.UUID) -> User:
@@ -180,7 +191,9 @@ async def delete_account(
         raise rbac_service.LastAdmin("The last active admin cannot delete their account.")
     user_id = user.id
     await audit.pseudonymise(session, user_id, user.email)
-    await session.execute(delete(User).where(User.id == user_id))  # the database cascades
+    note_users(session, [user_id])
+    # The database cascades.
+    await session.execute(delete(User).where(User.id == user_id), execution_options=NOTED)
     event = audit.record(session, meta, "user.deleted", subject=str(user_id))
     event.client_ip = event.client_request_id = None  # nothing personal outlives the account
     await session.commit()
