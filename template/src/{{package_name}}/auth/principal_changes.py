@@ -21,7 +21,7 @@ from typing import Any
 import structlog
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from sqlalchemy.orm import ORMExecuteState, Session, UnitOfWork
+from sqlalchemy.orm import ORMExecuteState, Session
 
 from ..rbac.models import Permission, Role
 from ..users.models import User
@@ -61,7 +61,7 @@ class TrackedSession(Session):
 
 
 @event.listens_for(TrackedSession, "before_flush")
-def _changed_objects(session: Session, _: UnitOfWork, __: Any) -> None:
+def _changed_objects(session: Session, _flush_context: Any, _instances: Any) -> None:
     users: set[uuid.UUID] = set()
     everything = False
     for instance in (*session.dirty, *session.deleted):
