@@ -87,6 +87,7 @@ class PrincipalCache:
         self.ttl = ttl_seconds
         self.max_entries = max_entries
         self.channel: InvalidationChannel | None = None
+        self.clock = time.monotonic
         # Bumped by every invalidation: a fill that started before one is refused (rule 2).
         self.generation = 0
         self._entries: dict[uuid.UUID, tuple[float, PrincipalRecord]] = {}
@@ -117,7 +118,7 @@ class PrincipalCache:
         found = self._entries.get(session_id)
         if found is not None:
             expires, record = found
-            if expires > time.monotonic() and record.user.id == user_id:
+            if expires > self.clock() and record.user.id == user_id:
                 self._lookups.labels("hit").inc()
                 return record
             del self._entries[session_id]
@@ -132,7 +133,7 @@ class PrincipalCache:
         if len(self._entries) >= self.max_entries:
             # The oldest entry goes: dicts keep insertion order.
             self._entries.pop(next(iter(self._entries)))
-        self._entries[session_id] = (time.monotonic() + self.ttl, record)
+        self._entries[session_id] = (self.clock() + self.ttl, record)
 
     def apply(self, invalidation: Invalidation, *, origin: str = "local") -> None:
         if not invalidation:
