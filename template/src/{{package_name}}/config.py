@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from . import dialect, features, ratelimit_storage
+from . import dialect, features, principal_channel, ratelimit_storage
 from ._project import PROJECT_SLUG
 from .rbac.permissions import ADMIN_ROLE
 from .weak_settings import weak_production_settings
@@ -39,7 +39,12 @@ def _split_list(value: object) -> object:
 CommaList = Annotated[list[str], NoDecode]
 
 
-class Settings(features.FeatureSettings, ratelimit_storage.StorageSettings, BaseSettings):
+class Settings(
+    features.FeatureSettings,
+    ratelimit_storage.StorageSettings,
+    principal_channel.ChannelSettings,
+    BaseSettings,
+):
     model_config = SettingsConfigDict(
         env_file=".env",
         env_file_encoding="utf-8",
