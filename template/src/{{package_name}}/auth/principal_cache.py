@@ -91,11 +91,15 @@ class PrincipalCache:
         # Bumped by every invalidation: a fill that started before one is refused (rule 2).
         self.generation = 0
         self._entries: dict[uuid.UUID, tuple[float, PrincipalRecord]] = {}
-        self._lookups = Counter(
+        lookups = Counter(
             "principal_cache_lookups_total",
             "Principal lookups by result: hit, miss, or bypass (cache off or channel unhealthy).",
             ["result"],
             registry=metrics.registry,
+        )
+        # Bound once: the hot path counts without a label lookup.
+        self._hits, self._misses, self._bypasses = (
+            lookups.labels(result) for result in ("hit", "miss", "bypass")
         )
         self._invalidations = Counter(
             "principal_cache_invalidations_total",
@@ -113,16 +117,16 @@ class PrincipalCache:
 
     def get(self, session_id: uuid.UUID, user_id: uuid.UUID) -> PrincipalRecord | None:
         if not self.usable:
-            self._lookups.labels("bypass").inc()
+            self._bypasses.inc()
             return None
         found = self._entries.get(session_id)
         if found is not None:
             expires, record = found
             if expires > self.clock() and record.user.id == user_id:
-                self._lookups.labels("hit").inc()
+                self._hits.inc()
                 return record
             del self._entries[session_id]
-        self._lookups.labels("miss").inc()
+        self._misses.inc()
         return None
 
     def put(self, session_id: uuid.UUID, record: PrincipalRecord, generation: int) -> None:
@@ -154,11 +158,6 @@ class PrincipalCache:
     def clear(self) -> None:
         """Forget everything: the channel may have lost invalidations (rule 3)."""
         self.apply(EVERYTHING, origin="channel")
-
-    async def invalidate(self, invalidation: Invalidation) -> None:
-        """Apply a committed change here, then tell the other instances."""
-        self.apply(invalidation)
-        await self.publish(invalidation)
 
     async def publish(self, invalidation: Invalidation) -> None:
         if invalidation and self.channel is not None:
