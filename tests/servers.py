@@ -60,8 +60,11 @@ def service_env(answers: Mapping[str, Any], database_url: str, **overrides: str)
     }
     if answers["rate_limit_backend"] == "redis":
         settings["REDIS_URL"] = REDIS_URL
-        # This server's counters only: other servers and test runs share the Redis server.
-        settings["RATE_LIMIT_KEY_PREFIX"] = f"boot-{uuid.uuid4().hex}:ratelimit"
+        # This server's counters and invalidations only (its replicas share them): other
+        # servers and test runs share the Redis server.
+        run_id = f"boot-{uuid.uuid4().hex[:16]}"
+        settings["RATE_LIMIT_KEY_PREFIX"] = f"{run_id}:ratelimit"
+        settings["PRINCIPAL_CACHE_CHANNEL"] = f"{run_id}:principals"
     if answers["ai_features"]:
         settings["AI_ALLOW_FAKE_IN_PRODUCTION"] = "true"  # no provider to reach from a test
     if "documents" in answers["ai_features"] and answers["deploy_target"] == "kubernetes":
