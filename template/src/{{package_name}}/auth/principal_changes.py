@@ -78,11 +78,9 @@ def _changed_objects(session: Session, _flush_context: Any, _instances: Any) -> 
 def _bulk_statement(state: ORMExecuteState) -> None:
     if not (state.is_update or state.is_delete or state.is_insert):
         return
-    table = getattr(state.statement, "table", None)
-    if getattr(table, "name", None) not in PRINCIPAL_TABLES:
-        return
-    if not state.execution_options.get("principals_noted"):
-        logger.debug("principal_cache_cleared_by_bulk_statement", table=table.name)  # type: ignore[union-attr]
+    table = getattr(getattr(state.statement, "table", None), "name", None)
+    if table in PRINCIPAL_TABLES and not state.execution_options.get("principals_noted"):
+        logger.debug("principal_cache_cleared_by_bulk_statement", table=table)
         _notice(state.session, EVERYTHING)
 
 
