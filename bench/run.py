@@ -46,6 +46,7 @@ class BenchError(Exception):
 @dataclass
 class Options:
     variant: str
+    ref: str
     rounds: int
     seconds: int
     connections: int
@@ -66,6 +67,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         description="Benchmark a rendered Rampart variant against a bare FastAPI app.",
     )
     parser.add_argument("--variant", default="compose-sqlite-memory", help="a tests' variant name")
+    parser.add_argument(
+        "--ref", default="HEAD", help="git ref of this repository to render (HEAD: the work tree)"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per target")
     parser.add_argument("--seconds", type=int, default=8, help="seconds of one wrk run")
     parser.add_argument("--connections", type=int, default=32)
@@ -98,6 +102,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         parser.error("a wrk run is at most 60 s")
     return Options(
         variant=args.variant,
+        ref=args.ref,
         rounds=args.rounds,
         seconds=args.seconds,
         connections=args.connections,
@@ -228,14 +233,14 @@ def _post_json(url: str, body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------ steps
-def measure_render(runs: int, workdir: Path) -> dict[str, float]:
+def measure_render(runs: int, workdir: Path, ref: str) -> dict[str, float]:
     """`copier copy --defaults` from this repository's path, as a user runs it."""
     copier = Path(sys.executable).parent / "copier"
     times = []
     for index in range(runs):
         destination = workdir / f"render-{index}"
         started = time.perf_counter()
-        _run([copier, "copy", "--quiet", "--defaults", "--vcs-ref", "HEAD", REPO, destination])
+        _run([copier, "copy", "--quiet", "--defaults", "--vcs-ref", ref, REPO, destination])
         times.append(time.perf_counter() - started)
         shutil.rmtree(destination)
     return {"render_s": stats.median(times), "render_min_s": min(times)}
@@ -461,7 +466,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             work = options.keep.resolve()
         else:
             work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rampart-bench-")))
-        report: dict[str, Any] = {"variant": options.variant, "machine": machine()}
+        report: dict[str, Any] = {
+            "variant": options.variant,
+            "ref": options.ref,
+            "machine": machine(),
+        }
         try:
             report.update(_measure(options, answers, work, stack))
         except BenchError as error:
@@ -479,11 +488,13 @@ def _measure(
     report: dict[str, Any] = {}
     if "render" not in options.skip:
         print("rendering with copier --defaults ...", file=sys.stderr)
-        report["render"] = measure_render(options.render_runs, work)
+        report["render"] = measure_render(options.render_runs, work, options.ref)
     if {"startup", "http"} <= options.skip:
         return report
     print(f"rendering and installing {options.variant} ...", file=sys.stderr)
-    project = conftest.render(work / "project", conftest.SUPPORTED_VARIANTS[options.variant])
+    project = conftest.render(
+        work / "project", conftest.SUPPORTED_VARIANTS[options.variant], vcs_ref=options.ref
+    )
     base_env = conftest.project_env()
     base_env.pop("PYTHONDONTWRITEBYTECODE", None)  # a deployed image has its bytecode cached
     install(project, base_env)
@@ -504,7 +515,7 @@ def _measure(
 
 
 def render_report(report: Mapping[str, Any]) -> str:
-    parts = [f"# Rampart benchmark: {report['variant']}", ""]
+    parts = [f"# Rampart benchmark: {report['variant']} at {report['ref']}", ""]
     parts.append(stats.key_values("machine", report["machine"]))
     if "versions" in report:
         parts.append(stats.key_values("versions", report["versions"]))
