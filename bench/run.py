@@ -55,7 +55,7 @@ class Options:
     startup_runs: int
     render_runs: int
     users: int
-    http: str
+    httptools: bool
     json_path: Path | None
     keep: Path | None
     skip: frozenset[str] = field(default_factory=frozenset)
@@ -79,10 +79,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--render-runs", type=int, default=3)
     parser.add_argument("--users", type=int, default=60, help="extra users for the admin list")
     parser.add_argument(
-        "--http",
-        choices=("h11", "httptools"),
-        default="h11",
-        help="parser of the bare hello app (Rampart always runs h11); httptools shows its cost",
+        "--httptools",
+        action="store_true",
+        help="also measure the hello app on httptools (Rampart keeps h11): the parser's cost",
     )
     parser.add_argument("--json", type=Path, dest="json_path", help="also write the results here")
     parser.add_argument("--keep", type=Path, help="work in this directory and keep it")
@@ -111,7 +110,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         startup_runs=args.startup_runs,
         render_runs=args.render_runs,
         users=args.users,
-        http=args.http,
+        httptools=args.httptools,
         json_path=args.json_path,
         keep=args.keep,
         skip=frozenset(args.skip),
@@ -166,10 +165,12 @@ def _wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path) -> Non
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise BenchError(f"the server at {url} exited:\n{log.read_text(errors='replace')}")
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - 127.0.0.1
-                if response.status == 200:
-                    return
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(url, timeout=2) as response,  # noqa: S310 - 127.0.0.1
+        ):
+            if response.status == 200:
+                return
         time.sleep(0.2)
     raise BenchError(f"the server at {url} did not answer within 60 s")
 
@@ -180,7 +181,7 @@ def _server(
 ) -> Iterator[int]:
     """A server pinned to the server core; yields its pid (taskset execs the command)."""
     with log.open("wb") as output:
-        process = subprocess.Popen(  # noqa: S603 - our own command line
+        process = subprocess.Popen(
             ["taskset", "-c", SERVER_CORE, *map(str, command)],
             cwd=cwd,
             env=dict(env),
@@ -197,6 +198,18 @@ def _server(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+@contextlib.contextmanager
+def _optional_server(
+    wanted: bool, command: Sequence[str | Path], *, cwd: Path, env: Mapping[str, str],
+    probe: str, log: Path,
+) -> Iterator[int | None]:  # fmt: skip
+    if not wanted:
+        yield None
+        return
+    with _server(command, cwd=cwd, env=env, probe=probe, log=log) as pid:
+        yield pid
 
 
 def _memory(pid: int) -> dict[str, float]:
@@ -234,14 +247,25 @@ def _post_json(url: str, body: Mapping[str, Any]) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------ steps
 def measure_render(runs: int, workdir: Path, ref: str) -> dict[str, float]:
-    """`copier copy --defaults` from this repository's path, as a user runs it."""
+    """`copier copy --defaults`, as a user runs it: from a clean clone (the work tree committed,
+    as the tests' snapshot does) and with bytecode cached, after one warm-up render."""
     copier = Path(sys.executable).parent / "copier"
+    env = {**os.environ, "COPIER_SETTINGS_PATH": str(workdir / "copier-settings.yml")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    (workdir / "copier-settings.yml").write_text("{}\n")
+    template = REPO
+    if ref == "HEAD":
+        template = conftest.snapshot_template(workdir / "template-snapshot")
     times = []
-    for index in range(runs):
+    for index in range(runs + 1):
         destination = workdir / f"render-{index}"
         started = time.perf_counter()
-        _run([copier, "copy", "--quiet", "--defaults", "--vcs-ref", ref, REPO, destination])
-        times.append(time.perf_counter() - started)
+        _run(
+            [copier, "copy", "--quiet", "--defaults", "--vcs-ref", ref, template, destination],
+            env=env,
+        )
+        if index:  # the first run is the warm-up
+            times.append(time.perf_counter() - started)
         shutil.rmtree(destination)
     return {"render_s": stats.median(times), "render_min_s": min(times)}
 
@@ -252,7 +276,9 @@ def install(project: Path, env: Mapping[str, str]) -> None:
     _run([project / ".venv/bin/python", "-m", "compileall", "-q", "src"], cwd=project, env=env)
 
 
-def service_env(project_env: Mapping[str, str], answers: Mapping[str, Any], url: str) -> dict:
+def service_env(
+    project_env: Mapping[str, str], answers: Mapping[str, Any], url: str
+) -> dict[str, str]:
     """Production settings, access log on, rate limits raised out of the way."""
     env = dict(project_env)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -291,7 +317,9 @@ def prepare(project: Path, env: Mapping[str, str], answers: Mapping[str, Any], u
     )  # fmt: skip
 
 
-def measure_startup(project: Path, env: Mapping[str, str], package: str, runs: int) -> dict:
+def measure_startup(
+    project: Path, env: Mapping[str, str], package: str, runs: int
+) -> dict[str, float]:
     imports, creates, walls = [], [], []
     python = project / ".venv/bin/python"
     for _ in range(runs):
@@ -304,7 +332,9 @@ def measure_startup(project: Path, env: Mapping[str, str], package: str, runs: i
     return {
         "import_s": stats.median(imports),
         "create_app_s": stats.median(creates),
-        "import_and_create_app_s": stats.median(i + c for i, c in zip(imports, creates)),
+        "import_and_create_app_s": stats.median(
+            i + c for i, c in zip(imports, creates, strict=True)
+        ),
         "process_wall_s": stats.median(walls),
     }
 
@@ -356,19 +386,24 @@ def measure_http(
 ) -> dict[str, Any]:
     slug, package = answers["project_slug"], answers["package_name"]
     python = project / ".venv/bin/python"
-    rampart_port, hello_port = _free_port(), _free_port()
+    rampart_port, hello_port, httptools_port = _free_port(), _free_port(), _free_port()
     rampart = f"http://127.0.0.1:{rampart_port}"
     hello = f"http://127.0.0.1:{hello_port}"
+    httptools = f"http://127.0.0.1:{httptools_port}"
     shutil.copy(BENCH / "hello_app.py", work / "hello_app.py")
-    # The same uvicorn settings as `serve` (server.py, cli.py), on the same interpreter.
-    hello_command = [
-        python, "-m", "uvicorn", "hello_app:app", "--app-dir", work,
-        "--host", "127.0.0.1", "--port", str(hello_port), "--http", options.http,
-        "--no-access-log", "--no-server-header", "--timeout-keep-alive", "5",
-        "--limit-concurrency", "1000", "--log-level", "warning",
-    ]  # fmt: skip
-    if options.http == "h11":
-        hello_command += ["--h11-max-incomplete-event-size", "65536"]
+
+    def hello_command(port: int, parser: str) -> list[str | Path]:
+        """The same uvicorn settings as `serve` (server.py, cli.py), on the same interpreter."""
+        command: list[str | Path] = [
+            python, "-m", "uvicorn", "hello_app:app", "--app-dir", work,
+            "--host", "127.0.0.1", "--port", str(port), "--http", parser,
+            "--no-access-log", "--no-server-header", "--timeout-keep-alive", "5",
+            "--limit-concurrency", "1000", "--log-level", "warning",
+        ]  # fmt: skip
+        if parser == "h11":
+            command += ["--h11-max-incomplete-event-size", "65536"]
+        return command
+
     results: dict[str, Any] = {}
     with (
         _server(
@@ -376,8 +411,13 @@ def measure_http(
             cwd=project, env=env, probe=f"{rampart}/health/live", log=work / "rampart.log",
         ) as rampart_pid,
         _server(
-            hello_command, cwd=work, env=env, probe=f"{hello}/hello", log=work / "hello.log"
+            hello_command(hello_port, "h11"), cwd=work, env=env, probe=f"{hello}/hello",
+            log=work / "hello.log",
         ) as hello_pid,
+        _optional_server(
+            options.httptools, hello_command(httptools_port, "httptools"), cwd=work, env=env,
+            probe=f"{httptools}/hello", log=work / "hello-httptools.log",
+        ) as httptools_pid,
     ):  # fmt: skip
         results["idle_rss_mib"] = {
             "hello": _memory(hello_pid)["VmRSS"],
@@ -389,7 +429,7 @@ def measure_http(
             f"{rampart}{API}/auth/login", {**credentials, "email": ADMIN_EMAIL}
         )
         targets: list[tuple[str, int, str, list[str]]] = [
-            (f"hello ({options.http})", hello_pid, f"{hello}/hello", []),
+            ("hello (h11)", hello_pid, f"{hello}/hello", []),
             ("/health/live", rampart_pid, f"{rampart}/health/live", []),
             (
                 "GET /users/me",
@@ -404,6 +444,8 @@ def measure_http(
                 [f"Authorization: Bearer {admin_token['access_token']}"],
             ),
         ]
+        if httptools_pid is not None:
+            targets.insert(1, ("hello (httptools)", httptools_pid, f"{httptools}/hello", []))
         runs: dict[str, list[stats.WrkRun]] = {name: [] for name, *_ in targets}
         rss: dict[str, float] = {}
         # Warm-up, then alternate the targets round by round so drifting load hits them alike.

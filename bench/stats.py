@@ -101,11 +101,11 @@ def table(summaries: Sequence[Summary], baseline: str) -> str:
     """A Markdown table: one row per target, with its ratio to the baseline."""
     relative = ratios(summaries, baseline)
     lines = [
-        "| target | req/s | × hello | p50 ms | p99 ms | RSS MiB | errors |",
+        "| target | req/s | x hello | p50 ms | p99 ms | RSS MiB | errors |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for summary in summaries:
-        rss = f"{summary.rss_mib:.0f}" if summary.rss_mib is not None else "–"
+        rss = f"{summary.rss_mib:.0f}" if summary.rss_mib is not None else "-"
         lines.append(
             f"| {summary.name} | {summary.rps:,.0f} | {relative[summary.name]:.2f} "
             f"| {summary.p50_ms:.1f} | {summary.p99_ms:.1f} | {rss} "
