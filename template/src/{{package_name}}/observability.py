@@ -29,19 +29,24 @@ def _sensitive(key: str) -> bool:
     return any(marker in lowered for marker in SENSITIVE_KEYS)
 
 
+_SCALARS = (str, int, float, bool, type(None))  # most values: no ABC check needed
+
+
 def _redact_value(key: str, value: Any) -> Any:
     if _sensitive(key):
         return REDACTED
-    if isinstance(value, Mapping):
-        return {k: _redact_value(str(k), v) for k, v in value.items()}
-    return value
+    if isinstance(value, _SCALARS) or not isinstance(value, Mapping):
+        return value
+    return {k: _redact_value(str(k), v) for k, v in value.items()}
 
 
 def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Replace the value of any field whose name says it holds a secret."""
-    for key in list(event):
+    for key, value in event.items():
         if key != "event":
-            event[key] = _redact_value(key, event[key])
+            redacted = _redact_value(key, value)
+            if redacted is not value:
+                event[key] = redacted  # a value, not a key: the iteration stays valid
     return event
 
 
