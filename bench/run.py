@@ -123,7 +123,10 @@ def missing_tools() -> list[str]:
         "taskset": "taskset (Debian: apt-get install -y util-linux)",
         "uv": "uv (pip install uv)",
     }
-    return [hint for tool, hint in hints.items() if shutil.which(tool) is None]
+    missing = [hint for tool, hint in hints.items() if shutil.which(tool) is None]
+    if not {int(SERVER_CORE), int(WRK_CORE)} <= os.sched_getaffinity(0):
+        missing.append(f"cores {SERVER_CORE} and {WRK_CORE} (the server and wrk get one each)")
+    return missing
 
 
 # ------------------------------------------------------------------------------ processes
