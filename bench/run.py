@@ -59,6 +59,7 @@ class Options:
     json_path: Path | None
     keep: Path | None
     skip: frozenset[str] = field(default_factory=frozenset)
+    settings: dict[str, str] = field(default_factory=dict)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Options:
@@ -92,7 +93,16 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         choices=("render", "startup", "http", "storm"),
         help="leave out a part (repeatable)",
     )
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an extra setting of the service, e.g. an AI variant's provider (repeatable)",
+    )
     args = parser.parse_args(argv)
+    if any("=" not in setting for setting in args.setting):
+        parser.error("--setting takes NAME=VALUE")
     if args.variant not in conftest.SUPPORTED_VARIANTS:
         parser.error(f"unknown variant {args.variant!r}; one of the names in tests/conftest.py")
     if min(args.rounds, args.seconds, args.startup_runs, args.render_runs) < 1:
@@ -114,6 +124,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         json_path=args.json_path,
         keep=args.keep,
         skip=frozenset(args.skip),
+        settings=dict(setting.split("=", 1) for setting in args.setting),
     )
 
 
@@ -545,7 +556,7 @@ def _measure(
     install(project, base_env)
     report["versions"] = project_versions(project)
     url = stack.enter_context(conftest.fresh_database(answers["database"], work / "db"))
-    env = service_env(base_env, answers, url)
+    env = {**service_env(base_env, answers, url), **options.settings}
     if "startup" not in options.skip:
         print("measuring startup ...", file=sys.stderr)
         report["startup"] = measure_startup(

@@ -80,6 +80,10 @@ def test_options_take_the_tests_variant_names_and_bound_the_runs() -> None:
         run.parse_args(["--variant", "compose-oracle-memory"])
     with pytest.raises(SystemExit):
         run.parse_args(["--seconds", "600"])
+    with pytest.raises(SystemExit):
+        run.parse_args(["--setting", "AI_API_KEY"])
+    settings = run.parse_args(["--setting", "AI_BASE_URL=http://127.0.0.1:9/v1?a=b"]).settings
+    assert settings == {"AI_BASE_URL": "http://127.0.0.1:9/v1?a=b"}
 
 
 def test_the_json_report_is_plain_data() -> None:
