@@ -56,6 +56,7 @@ class Options:
     render_runs: int
     users: int
     httptools: bool
+    profile: bool
     json_path: Path | None
     keep: Path | None
     skip: frozenset[str] = field(default_factory=frozenset)
@@ -84,13 +85,16 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         action="store_true",
         help="also measure the hello app on httptools (Rampart keeps h11): the parser's cost",
     )
+    parser.add_argument(
+        "--profile", action="store_true", help="print cProfile's top functions of /health/live"
+    )
     parser.add_argument("--json", type=Path, dest="json_path", help="also write the results here")
     parser.add_argument("--keep", type=Path, help="work in this directory and keep it")
     parser.add_argument(
         "--skip",
         action="append",
         default=[],
-        choices=("render", "startup", "http", "storm"),
+        choices=("render", "startup", "inprocess", "http", "storm"),
         help="leave out a part (repeatable)",
     )
     parser.add_argument(
@@ -121,6 +125,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         render_runs=args.render_runs,
         users=args.users,
         httptools=args.httptools,
+        profile=args.profile,
         json_path=args.json_path,
         keep=args.keep,
         skip=frozenset(args.skip),
@@ -353,6 +358,25 @@ def measure_startup(
     }
 
 
+def measure_inprocess(
+    project: Path, env: Mapping[str, str], package: str, work: Path, profile: bool
+) -> dict[str, Any]:
+    """The middleware stack's CPU time per request, the ASGI app called without a server."""
+    shutil.copy(BENCH / "hello_app.py", work / "hello_app.py")
+    command: list[str | Path] = [
+        project / ".venv/bin/python",
+        BENCH / "project_inprocess.py",
+        package,
+        work,
+    ]
+    if profile:
+        command.append("--profile")
+    output = _run(command, cwd=project, env=env)
+    first, _, rest = output.partition("\n")
+    fields = {name: float(value) for name, value in (part.split("=") for part in first.split())}
+    return {**fields, "ratio": fields["hello_us"] / fields["live_us"], "profile": rest.strip()}
+
+
 def login_storm(
     base: str, pid: int, options: Options, project: Path, env: Mapping[str, str], package: str
 ) -> dict[str, Any]:
@@ -545,7 +569,7 @@ def _measure(
     if "render" not in options.skip:
         print("rendering with copier --defaults ...", file=sys.stderr)
         report["render"] = measure_render(options.render_runs, work, options.ref)
-    if {"startup", "http"} <= options.skip:
+    if {"startup", "inprocess", "http"} <= options.skip:
         return report
     print(f"rendering and installing {options.variant} ...", file=sys.stderr)
     project = conftest.render(
@@ -561,6 +585,11 @@ def _measure(
         print("measuring startup ...", file=sys.stderr)
         report["startup"] = measure_startup(
             project, env, answers["package_name"], options.startup_runs
+        )
+    if "inprocess" not in options.skip:
+        print("measuring the stack in process ...", file=sys.stderr)
+        report["inprocess"] = measure_inprocess(
+            project, env, answers["package_name"], work, options.profile
         )
     if "http" not in options.skip:
         print("migrating and seeding ...", file=sys.stderr)
@@ -581,6 +610,11 @@ def render_report(report: Mapping[str, Any]) -> str:
         parts.append(stats.key_values("idle RSS MiB", http["idle_rss_mib"]))
         if "login_storm" in http:
             parts.append(stats.key_values("login storm", http["login_storm"]))
+    if "inprocess" in report:
+        inprocess = {k: v for k, v in report["inprocess"].items() if k != "profile"}
+        parts.append(stats.key_values("in process, CPU us per request (best round)", inprocess))
+        if report["inprocess"]["profile"]:
+            parts.append(report["inprocess"]["profile"])
     if "startup" in report:
         parts.append(stats.key_values("startup (fresh process, medians)", report["startup"]))
     if "render" in report:
