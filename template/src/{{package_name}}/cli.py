@@ -96,6 +96,7 @@ def serve(
     from .main import create_app
 
     settings = _settings()
+    server.return_large_blocks_to_the_system()  # a login storm's hashes leave no heap behind
     config = uvicorn.Config(
         create_app(settings),
         host=host,

@@ -22,19 +22,31 @@ SENSITIVE_KEYS = ("password", "secret", "token", "authorization", "cookie", "api
 REDACTED = "[redacted]"
 
 
+@functools.lru_cache(maxsize=4096)
+def _sensitive(key: str) -> bool:
+    """Field names come from a small set (the code's), so the answer is cached per name."""
+    lowered = key.lower()
+    return any(marker in lowered for marker in SENSITIVE_KEYS)
+
+
+_SCALARS = (str, int, float, bool, type(None))  # most values: no ABC check needed
+
+
 def _redact_value(key: str, value: Any) -> Any:
-    if any(marker in key.lower() for marker in SENSITIVE_KEYS):
+    if _sensitive(key):
         return REDACTED
-    if isinstance(value, Mapping):
-        return {k: _redact_value(str(k), v) for k, v in value.items()}
-    return value
+    if isinstance(value, _SCALARS) or not isinstance(value, Mapping):
+        return value
+    return {k: _redact_value(str(k), v) for k, v in value.items()}
 
 
 def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Replace the value of any field whose name says it holds a secret."""
-    for key in list(event):
+    for key, value in event.items():
         if key != "event":
-            event[key] = _redact_value(key, event[key])
+            redacted = _redact_value(key, value)
+            if redacted is not value:
+                event[key] = redacted  # a value, not a key: the iteration stays valid
     return event
 
 
@@ -69,6 +81,12 @@ def configure_logging(settings: Settings) -> None:
             foreign_pre_chain=shared,
         )
     )
+    # Nothing rendered uses the thread or process of a record: skip looking them up for every
+    # line (the logging HOWTO's "Optimization"). The caller's file and line stay: test reports
+    # and plain-text handlers show them.
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel("DEBUG" if settings.debug else settings.log_level.upper())

@@ -9,6 +9,7 @@ deadline for a request head that trickles in, which `HeadTimeoutH11Protocol` add
 from __future__ import annotations
 
 import asyncio
+import ctypes
 from typing import Any
 
 import h11
@@ -63,3 +64,20 @@ def protocol(head_timeout_seconds: float) -> type[H11Protocol]:
         (HeadTimeoutH11Protocol,),
         {"head_timeout_seconds": head_timeout_seconds},
     )
+
+
+# glibc's mallopt parameter; fixing it also turns off glibc's dynamic threshold.
+_M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD_BYTES = 1 << 20
+
+
+def return_large_blocks_to_the_system() -> bool:
+    """Serve every allocation of 1 MiB or more (Argon2's 19 MiB per hash) from its own mapping,
+    unmapped when freed. By default glibc raises its threshold after the first such free, and
+    from then on each hashing thread's heap keeps the blocks: a login storm grows the worker by
+    tens of MiB that never come back. False (nothing changed) where the C library is not glibc."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt  # the C library the interpreter is linked with
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))

@@ -1,0 +1,7 @@
+"""`uv run python -m bench --help`."""
+
+import sys
+
+from .run import main
+
+sys.exit(main())
