@@ -38,7 +38,9 @@ from .openapi import install_openapi
 from .paths import API_PREFIX, HEALTH_PATHS
 from .ratelimit import RateLimiter
 from .rbac.router import router as rbac_router
+from .telemetry import telemetry_lifespan
 from .text import refuse_nul_parameters
+from .tracing import TracingMiddleware
 from .users.router import router as users_router
 
 # Endpoints that take credentials or send mail: the strict `auth` policy, per client IP.
@@ -74,6 +76,8 @@ def _middleware(settings: Settings, metrics: Metrics, codec: AccessTokenCodec) -
             exempt_paths=HEALTH_PATHS,
         ),
     ]
+    if settings.tracing_on:  # the server span encloses the request's log lines
+        stack.insert(1, Middleware(TracingMiddleware))
     if settings.cors_origins:
         stack.append(
             Middleware(
@@ -138,7 +142,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.mailer = create_mailer(settings)
         try:
             async with AsyncExitStack() as stack:
-                for feature_lifespan in features.lifespans():
+                for feature_lifespan in [telemetry_lifespan, *features.lifespans()]:
                     await stack.enter_async_context(feature_lifespan(app, settings))
                 yield
         finally:
