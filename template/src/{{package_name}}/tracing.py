@@ -215,7 +215,9 @@ def instrument_engine(engine: AsyncEngine) -> None:
             ),
         )
 
-    def after(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+    def after(
+        conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool
+    ) -> None:
         if (statement_span := getattr(context, key, None)) is not None:
             statement_span.end()
 
