@@ -97,12 +97,12 @@ def report(error: BaseException) -> None:
         return
     import sentry_sdk
 
-    scope = sentry_sdk.Scope()
-    scope.set_client(_client)
     context = structlog.contextvars.get_contextvars()
     ids = tracing.current_ids()
     trace_id = ids[0] if ids else context.get("trace_id")
-    for name, value in (("request_id", context.get("request_id")), ("trace_id", trace_id)):
-        if value:
-            scope.set_tag(name, value)
-    scope.capture_exception(error)
+    with sentry_sdk.new_scope() as scope:  # this request's, on this service's client
+        scope.set_client(_client)
+        for name, value in (("request_id", context.get("request_id")), ("trace_id", trace_id)):
+            if value:
+                scope.set_tag(name, value)
+        scope.capture_exception(error)
