@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from .config import Settings
 
-EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}\b")  # not `name@1.2.0`
 BEARER = re.compile(r"(?i)\bbearer\s+\S+")
 JWT = re.compile(r"\beyJ[\w-]*\.[\w-]+\.[\w-]*")
 # What an event may carry about the request: the rest (url, headers, cookies, body) is dropped.
@@ -71,7 +71,8 @@ class ErrorReporting:
             dsn=self._dsn,
             release=f"{PROJECT_SLUG}@{tracing.package_version()}",
             environment=self._environment,
-            send_default_pii=False,
+            # No personal data is sent by default (`send_default_pii`, now `data_collection`,
+            # stays at its default); the scrubbing below is for what the code itself puts in.
             include_local_variables=False,
             max_request_body_size="never",
             default_integrations=False,
