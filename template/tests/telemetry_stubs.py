@@ -112,7 +112,8 @@ class OTLPReceiver(_Server):
                             resource=resource,
                         )
                     )
-        return ExportTraceServiceResponse().SerializeToString()
+        reply: bytes = ExportTraceServiceResponse().SerializeToString()
+        return reply
 
 
 @dataclass
@@ -121,7 +122,10 @@ class Envelope:
     items: list[tuple[dict[str, Any], bytes]] = field(default_factory=list)
 
     def events(self) -> list[dict[str, Any]]:
-        return [json.loads(body) for header, body in self.items if header.get("type") == "event"]
+        found: list[dict[str, Any]] = [
+            json.loads(body) for header, body in self.items if header.get("type") == "event"
+        ]
+        return found
 
 
 def parse_envelope(body: bytes) -> Envelope:
