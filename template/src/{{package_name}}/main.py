@@ -73,7 +73,8 @@ def _middleware(settings: Settings, metrics: Metrics, codec: AccessTokenCodec) -
         Middleware(
             TrustedHostMiddleware,
             allowed=settings.trusted_hosts or ["localhost", "127.0.0.1", "::1"],
-            exempt_paths=HEALTH_PATHS,
+            # Probes and Prometheus reach the pod by its IP (the metrics need their token).
+            exempt_paths=(*HEALTH_PATHS, "/metrics"),
         ),
     ]
     if settings.tracing_on:  # the server span encloses the request's log lines
