@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
+import anyio
+
 from . import tracing
 from .error_reporting import ErrorReporting
 
@@ -32,7 +34,8 @@ async def telemetry_lifespan(app: FastAPI, settings: Settings) -> AsyncIterator[
         yield
     finally:
         app.state.metrics.database_pool.engine = None
+        # Both flush over the network: off the event loop.
         if reporter is not None:
-            reporter.close()
+            await anyio.to_thread.run_sync(reporter.close)
         if tracer is not None:
-            tracer.shutdown()
+            await anyio.to_thread.run_sync(tracer.shutdown)
