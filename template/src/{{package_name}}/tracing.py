@@ -2,10 +2,11 @@
 
 The SDK is imported by `Tracing.start` (in the lifespan), never at import time: a service without
 an endpoint never loads it, and every helper here is then one `is None` check. Spans are written
-by hand (request, SQL statement, password hash, Redis call, provider call) rather than by the
-instrumentation packages, which patch libraries process-wide and record what this service must
-not export: SQL parameters, Redis keys (client addresses), request headers. Span attributes carry
-route templates, statement text with its placeholders and status codes, nothing a user typed.
+by hand (request, SQL statement, password hash, rate-limit storage call, provider call) rather
+than by the instrumentation packages, which patch libraries process-wide and record what this
+service must not export: SQL parameters, rate-limit keys (client addresses), request headers.
+Span attributes carry route templates, statement text with its placeholders and status codes,
+nothing a user typed.
 """
 
 from __future__ import annotations
