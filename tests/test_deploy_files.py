@@ -47,10 +47,29 @@ ALLOWED_CHECKOV_SKIPS = {
     "CKV_DOCKER_7",  # stages start from the PYTHON_IMAGE argument; its default is pinned
 }
 
+# Prometheus's templates in alert annotations (`{{ $labels.route }}`, `{{ $value }}`) and
+# Grafana's legend templates (`{{route}}`): not Jinja residue.
+MONITORING_TEMPLATE = re.compile(r"\{\{ \$(?:labels|value)\b[^}]*\}\}|\{\{[a-z_]+\}\}")
+MONITORING_KINDS = ("ServiceMonitor", "PrometheusRule")
+
 PINNED_USES = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d+\.\d+\.\d+$")
 
 
 # ----------------------------------------------------------------------------- helpers
+def promtool() -> str:
+    """Debian's `prometheus` package provides it (.ci/run installs it); never skipped."""
+    found = shutil.which("promtool")
+    if found is None:
+        pytest.fail("promtool is not installed: apt-get install prometheus")
+    return found
+
+
+def check_rules(path: Path) -> None:
+    result = run(promtool(), "check", "rules", str(path))
+    assert_clean(result)
+    assert "SUCCESS" in result.stdout, result.stdout
+
+
 def kustomize_command() -> list[str]:
     if kubectl := shutil.which("kubectl"):
         return [kubectl, "kustomize"]
@@ -232,12 +251,13 @@ def test_deploy_files_render_without_jinja_residue(rendered: dict[str, Path], va
         project / "compose.yaml",
         project / ".github" / "workflows" / "ci.yml",
     ]
+    files += sorted((project / "observability").iterdir())
     if variant in KUBERNETES_VARIANTS:
         files += sorted((project / "deploy").rglob("*.yaml"))
     for path in files:
         text = path.read_text(encoding="utf-8")
         assert "{%" not in text, path
-        assert "{{" not in text.replace("${{", ""), path
+        assert "{{" not in MONITORING_TEMPLATE.sub("", text.replace("${{", "")), path
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -817,3 +837,93 @@ def test_hadolint_and_zizmor_report_what_they_should(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     assert run(repo_tool("zizmor"), "--offline", "--no-progress", str(workflow)).returncode != 0
+
+
+# ------------------------------------------------------------------------- observability
+def exported_metric_names(project: Path) -> set[str]:
+    """The metric names the service's source declares (prometheus_client's first argument)."""
+    source = "\n".join(path.read_text(encoding="utf-8") for path in (project / "src").rglob("*.py"))
+    return set(re.findall(r'"([a-z_]+)",\s*\n?\s*"[A-Z0-9]', source)) | {"up"}
+
+
+def queried_metric_names(expression: str) -> set[str]:
+    names = set(re.findall(r"\b([a-z_]+)\{", expression))
+    return {re.sub(r"_(bucket|sum|count)$", "", name) for name in names}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_alert_rules_pass_promtool(rendered: dict[str, Path], variant: str) -> None:
+    check_rules(rendered[variant] / "observability" / "prometheus-rules.yaml")
+
+
+def test_promtool_rejects_a_broken_rule(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "groups:\n  - name: x\n    rules:\n      - alert: X\n        expr: rate(x[5m]\n",
+        encoding="utf-8",
+    )
+    assert run(promtool(), "check", "rules", str(rules)).returncode != 0
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_dashboard_and_alerts_query_only_metrics_the_service_exports(
+    rendered: dict[str, Path], variant: str
+) -> None:
+    project = rendered[variant]
+    exported = exported_metric_names(project)
+    assert {"http_requests_total", "db_pool_requests_waiting", "auth_failures_total"} <= exported
+    dashboard = json.loads((project / "observability" / "grafana-dashboard.json").read_text())
+    expressions = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    rules = load_yaml(project / "observability" / "prometheus-rules.yaml")
+    expressions += [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
+    queried = set().union(*map(queried_metric_names, expressions))
+    assert queried - exported == set()
+    wanted = {"http_requests_total", "rate_limit_decisions_total", "db_pool_connections_in_use"}
+    if "chat" in variant:
+        wanted |= {"ai_tokens_total", "ai_cost_micros_total"}
+    assert wanted <= queried
+    assert all('job="my-service"' in expression for expression in expressions)
+    assert len({panel["id"] for panel in dashboard["panels"]}) == len(dashboard["panels"])
+
+
+@pytest.mark.parametrize("variant", KUBERNETES_VARIANTS)
+def test_monitoring_component_is_optional_and_valid(
+    rendered: dict[str, Path], variant: str, tmp_path: Path
+) -> None:
+    """The base and its overlays hold no operator kind (clusters without the Prometheus
+    Operator apply them as they are); an overlay that adds the component gets a
+    ServiceMonitor on the generated Secret and the rules of observability/, which pass
+    promtool, and everything else it adds validates strictly."""
+    project = tmp_path / variant
+    shutil.copytree(rendered[variant], project)
+    plain = manifests(build_overlay(project, "staging"))
+    assert not [doc for doc in plain if doc["kind"] in MONITORING_KINDS]
+    kustomization = project / "deploy" / "overlays" / "staging" / "kustomization.yaml"
+    with kustomization.open("a", encoding="utf-8") as handle:
+        handle.write("\ncomponents:\n  - ../../base/monitoring\n")
+    docs = manifests(build_overlay(project, "staging"))
+    secret = one(docs, "Secret")["metadata"]["name"]
+    (endpoint,) = one(docs, "ServiceMonitor")["spec"]["endpoints"]
+    assert endpoint["authorization"]["credentials"] == {"name": secret, "key": "METRICS_TOKEN"}
+    assert endpoint["path"] == "/metrics"
+    rule = one(docs, "PrometheusRule")
+    assert rule["spec"] == load_yaml(project / "observability" / "prometheus-rules.yaml")
+    rules_file = tmp_path / "prometheusrule-spec.yaml"
+    rules_file.write_text(yaml.safe_dump(rule["spec"]), encoding="utf-8")
+    check_rules(rules_file)
+    # kubernetes-validate has no schema for the operator's kinds; the rest must pass strictly.
+    others = tmp_path / "others.yaml"
+    others.write_text(
+        yaml.safe_dump_all([doc for doc in docs if doc["kind"] not in MONITORING_KINDS]),
+        encoding="utf-8",
+    )
+    result = run(
+        repo_tool("kubernetes-validate"),
+        "--strict",
+        "--kubernetes-version",
+        KUBERNETES_VERSIONS[-1],
+        str(others),
+    )
+    assert_clean(result)
+    scrape = [doc for doc in docs if doc["metadata"]["name"].endswith("-allow-scrape")]
+    assert [doc["kind"] for doc in scrape] == ["NetworkPolicy"]

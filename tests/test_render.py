@@ -79,6 +79,9 @@ JINJA_RESIDUE = re.compile(r"\{\{-?\s|\s-?\}\}|\{%-?\s|\s-?%\}|\{#-?\s|\s-?#\}|\
 TIGHT_EXPRESSION = re.compile(r"\{\{[A-Za-z_]")
 # GitHub Actions expressions, legitimate in workflow files only.
 GITHUB_EXPRESSION = re.compile(r"\$\{\{.*?\}\}")
+# Prometheus alert templates (`{{ $labels.route }}`, `{{ $value }}`) and Grafana legend templates
+# (`{{route}}`), legitimate in the shipped monitoring files only.
+MONITORING_TEMPLATE = re.compile(r"\{\{ \$(?:labels|value)\b[^}]*\}\}|\{\{[a-z_]+\}\}")
 
 CODE_AND_CONFIG_SUFFIXES = {".py", ".toml", ".yml", ".yaml", ".ini", ".cfg", ".json", ".mako"}
 
@@ -104,6 +107,11 @@ def relative(path: Path, tree: Path) -> str:
 def is_workflow(path: Path, tree: Path) -> bool:
     parts = path.relative_to(tree).parts
     return parts[0] == ".github" and path.suffix in {".yml", ".yaml"}
+
+
+def is_monitoring(path: Path, tree: Path) -> bool:
+    parts = path.relative_to(tree).parts
+    return parts[0] == "observability" or parts[:3] == ("deploy", "base", "monitoring")
 
 
 def is_code_or_config(path: Path) -> bool:
@@ -342,6 +350,8 @@ def test_no_jinja_residue(project_cache: ProjectCache, supported_variant: str) -
             continue
         if is_workflow(path, project):
             text = GITHUB_EXPRESSION.sub("", text)
+        if is_monitoring(path, project):
+            text = MONITORING_TEMPLATE.sub("", text)
         for number, line in enumerate(text.splitlines(), 1):
             if has_residue(line, python=path.suffix == ".py"):
                 residue.append(f"{name}:{number}: {line.strip()}")

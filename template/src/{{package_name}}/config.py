@@ -117,6 +117,15 @@ class Settings(
     rate_limit_metrics: str = "30/minute"  # per client IP, counted before the token check
 
     metrics_token: SecretStr | None = None
+    # Tracing and error reporting (docs: README "Observability"): each starts only when its
+    # endpoint is set, and its SDK is not even imported otherwise. The other OTEL_* variables
+    # (OTEL_TRACES_SAMPLER, OTEL_RESOURCE_ATTRIBUTES, OTEL_EXPORTER_OTLP_HEADERS, ...) are read
+    # by the OpenTelemetry SDK itself from the process environment.
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_service_name: str = PROJECT_SLUG
+    otel_sdk_disabled: bool = False
+    sentry_dsn: SecretStr | None = None
+    sentry_environment: str | None = None  # default: ENVIRONMENT
 
     public_base_url: str = "http://localhost:8000"
     mail_from: str = f"no-reply@{PROJECT_SLUG}.local"
@@ -210,6 +219,10 @@ class Settings(
     @property
     def json_logs(self) -> bool:
         return not self.is_development if self.log_json is None else self.log_json
+
+    @property
+    def tracing_on(self) -> bool:
+        return bool(self.otel_exporter_otlp_endpoint) and not self.otel_sdk_disabled
 
     @property
     def mfa_roles(self) -> frozenset[str]:

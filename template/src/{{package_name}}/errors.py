@@ -215,7 +215,10 @@ async def _driver_error(request: Request, exc: Exception) -> ProblemResponse:
 
 
 async def _unhandled(request: Request, exc: Exception) -> ProblemResponse:
+    from .error_reporting import report  # it imports observability, which imports this
+
     logger.exception("unhandled_error")
+    report(exc)
     return problem(500, "internal_error", "An unexpected error occurred.")
 
 

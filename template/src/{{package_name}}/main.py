@@ -40,7 +40,9 @@ from .openapi import install_openapi
 from .paths import API_PREFIX, HEALTH_PATHS
 from .ratelimit import RateLimiter
 from .rbac.router import router as rbac_router
+from .telemetry import telemetry_lifespan
 from .text import refuse_nul_parameters
+from .tracing import TracingMiddleware
 from .users.router import router as users_router
 
 # Endpoints that take credentials or send mail: the strict `auth` policy, per client IP.
@@ -73,9 +75,12 @@ def _middleware(settings: Settings, metrics: Metrics, codec: AccessTokenCodec) -
         Middleware(
             TrustedHostMiddleware,
             allowed=settings.trusted_hosts or ["localhost", "127.0.0.1", "::1"],
-            exempt_paths=HEALTH_PATHS,
+            # Probes and Prometheus reach the pod by its IP (the metrics need their token).
+            exempt_paths=(*HEALTH_PATHS, "/metrics"),
         ),
     ]
+    if settings.tracing_on:  # the server span encloses the request's log lines
+        stack.insert(1, Middleware(TracingMiddleware))
     if settings.cors_origins:
         stack.append(
             Middleware(
@@ -144,6 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.mailer = create_mailer(settings)
         try:
             async with AsyncExitStack() as stack:
+                await stack.enter_async_context(telemetry_lifespan(app, settings))
                 await stack.enter_async_context(
                     principal_channel.invalidation_channel(settings, principals, metrics)
                 )

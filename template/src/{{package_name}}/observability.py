@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request, Response
 from limits import parse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from . import tracing
 from .config import Settings
 from .errors import NotFound, TooManyRequests, Unauthorized
 from .ratelimit import Policy
@@ -53,6 +54,7 @@ def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[s
 def configure_logging(settings: Settings) -> None:
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        tracing.add_trace_ids,  # a no-op while tracing is off
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -100,7 +100,11 @@ class RateLimiter:
             allowed = await self._strategy.hit(policy.item, policy.name, key)
             stats = await self._strategy.get_window_stats(policy.item, policy.name, key)
         except Exception as error:
+            self._metrics.rate_limit_decisions.labels(policy.name, "error").inc()
             return self._storage_failed(policy, error)
+        self._metrics.rate_limit_decisions.labels(
+            policy.name, "allowed" if allowed else "limited"
+        ).inc()
         if not allowed:
             self._metrics.rate_limited.labels(policy.name).inc()
         reset_after = max(0, math.ceil(stats.reset_time - time.time()))

@@ -11,6 +11,8 @@ import anyio
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from .. import tracing
+
 MIN_LENGTH = 8
 MAX_LENGTH = 128
 
@@ -72,7 +74,10 @@ class PasswordService:
 
     async def hash(self, password: str) -> str:
         normalized = normalize_password(password)
-        return await anyio.to_thread.run_sync(self._hasher.hash, normalized, limiter=self._limiter)
+        with tracing.span("password.hash"):
+            return await anyio.to_thread.run_sync(
+                self._hasher.hash, normalized, limiter=self._limiter
+            )
 
     async def verify(self, password_hash: str, password: str) -> bool:
         return await self.match(password_hash, password) is not Match.NO
@@ -93,7 +98,8 @@ class PasswordService:
                     break
             return Match.NO
 
-        return await anyio.to_thread.run_sync(_match, limiter=self._limiter)
+        with tracing.span("password.verify"):
+            return await anyio.to_thread.run_sync(_match, limiter=self._limiter)
 
     async def verify_against_nothing(self, password: str) -> None:
         """Spend the same time as a real verification, so unknown accounts are not revealed."""

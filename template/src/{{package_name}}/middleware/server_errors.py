@@ -10,6 +10,7 @@ from __future__ import annotations
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..error_reporting import report
 from ..errors import problem
 
 logger = structlog.get_logger(__name__)
@@ -33,8 +34,9 @@ class ServerErrorMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
-        except Exception:
+        except Exception as error:
             logger.exception("unhandled_error", path=scope.get("path"))
+            report(error)
             if response_started:
                 raise  # too late for a clean answer: the server closes the connection
             response = problem(500, "internal_error", "An unexpected error occurred.")

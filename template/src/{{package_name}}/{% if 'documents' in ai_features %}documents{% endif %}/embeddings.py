@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import httpx
 import structlog
 
+from ..ai_provider import traced
 from ..errors import ProblemError
 
 if TYPE_CHECKING:
@@ -108,7 +109,7 @@ class OpenAIEmbedder:
             base_url=settings.ai_base_url.rstrip("/") + "/",
             headers={"Authorization": f"Bearer {settings.ai_api_key.get_secret_value()}"},
             timeout=settings.ai_timeout_seconds,
-            transport=transport,
+            transport=traced(transport),
         )
 
     async def _batch(self, texts: list[str]) -> tuple[list[list[float]], int]:
