@@ -21,7 +21,7 @@ ACCESS_TOKEN_TYPE = "access"  # noqa: S105 - a claim value, not a secret
 # The MFA step of a login: names the user whose password was right, grants nothing else.
 MFA_CHALLENGE_TYPE = "mfa_challenge"
 # Request-state key of an access token the rate-limit middleware verified: (token, claims).
-VERIFIED_TOKEN = "verified_access_token"
+VERIFIED_TOKEN = "verified_access_token"  # noqa: S105 - a state key, not a secret
 REQUIRED_CLAIMS = ["iss", "aud", "exp", "iat", "sub", "jti", "sid", "typ"]
 OPAQUE_TOKEN_BYTES = 32  # 256 bits
 
