@@ -10,10 +10,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ..config import Settings
-from ..database import SessionDep
 from ..errors import Forbidden, Unauthorized
 from ..mailer import Mailer
 from ..ratelimit import RateLimiter
@@ -22,7 +21,7 @@ from ..users.models import User
 from .models import AuthSession
 from .passwords import PasswordService
 from .principal_cache import PrincipalCache, PrincipalRecord, PrincipalUser
-from .tokens import VERIFIED_TOKEN, AccessClaims, AccessTokenCodec, InvalidToken
+from .tokens import AccessTokenCodec, InvalidToken
 from .verification import EmailUnverified
 
 bearer_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
@@ -83,24 +82,20 @@ class MfaEnrolmentRequired(Forbidden):
 
 
 async def get_enrolling_principal(
-    request: Request,
-    session: SessionDep,
-    codec: TokenCodecDep,
-    settings: SettingsDep,
-    token: Annotated[str | None, Depends(bearer_scheme)],
+    request: Request, token: Annotated[str | None, Depends(bearer_scheme)]
 ) -> Principal:
     """The caller, including one whose session may only enrol MFA (`mfa_pending`). Only the
     MFA enrolment routes use this directly; everything else goes through `get_principal`."""
     if not token:
         raise Unauthorized()
-    verified: tuple[str, AccessClaims] | None = getattr(request.state, VERIFIED_TOKEN, None)
-    if verified is not None and verified[0] == token:
-        claims = verified[1]  # this very token, verified by the rate-limit middleware
-    else:
-        try:
-            claims = codec.verify(token)
-        except InvalidToken:
-            raise Unauthorized("The access token is invalid or expired.") from None
+    # Read from the app directly: every guarded request runs this, and each dependency
+    # FastAPI resolves costs microseconds.
+    codec: AccessTokenCodec = request.app.state.token_codec
+    settings: Settings = request.app.state.settings
+    try:
+        claims = codec.verify(token)
+    except InvalidToken:
+        raise Unauthorized("The access token is invalid or expired.") from None
 
     # Logout, disabling a user and role changes apply at once on every instance: the
     # database is the source of truth, and the cache in front of it is invalidated by every
@@ -109,7 +104,10 @@ async def get_enrolling_principal(
     record = cache.get(claims.session_id, claims.user_id)
     if record is None:
         generation = cache.generation
-        record = await load_principal(session, claims.session_id, claims.user_id)
+        # A session of its own, opened only now: a cached request never creates one.
+        sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+        async with sessionmaker() as session:
+            record = await load_principal(session, claims.session_id, claims.user_id)
         if record is None:
             raise Unauthorized("The session has ended.")
         cache.put(claims.session_id, record, generation)

@@ -20,8 +20,8 @@ ALLOWED_ALGORITHMS = [ALGORITHM]
 ACCESS_TOKEN_TYPE = "access"  # noqa: S105 - a claim value, not a secret
 # The MFA step of a login: names the user whose password was right, grants nothing else.
 MFA_CHALLENGE_TYPE = "mfa_challenge"
-# Request-state key of an access token the rate-limit middleware verified: (token, claims).
-VERIFIED_TOKEN = "verified_access_token"  # noqa: S105 - a state key, not a secret
+# Access tokens remembered after their signature and claims passed (see AccessTokenCodec.verify).
+VERIFIED_CACHE_SIZE = 10_000
 REQUIRED_CLAIMS = ["iss", "aud", "exp", "iat", "sub", "jti", "sid", "typ"]
 OPAQUE_TOKEN_BYTES = 32  # 256 bits
 
@@ -60,6 +60,7 @@ class AccessTokenCodec:
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
         self._ttl = timedelta(seconds=settings.access_token_ttl_seconds)
+        self._verified: dict[str, AccessClaims] = {}
 
     @property
     def ttl_seconds(self) -> int:
@@ -92,6 +93,25 @@ class AccessTokenCodec:
         )
 
     def verify(self, token: str, token_type: str = ACCESS_TOKEN_TYPE) -> AccessClaims:
+        """The claims of a valid token. An access token that passed is remembered, exactly as
+        sent, until it expires: a guarded request checks it twice (rate limit, then the
+        principal), and a client sends the same one for minutes; the keys and the issuer,
+        audience and type to check never change while the codec lives."""
+        if token_type == ACCESS_TOKEN_TYPE:
+            known = self._verified.get(token)
+            if known is not None:
+                if known.expires_at > utcnow():
+                    return known
+                del self._verified[token]
+                raise InvalidToken("Signature has expired")
+            claims = self._decode(token, token_type)
+            if len(self._verified) >= VERIFIED_CACHE_SIZE:
+                self._verified.pop(next(iter(self._verified)))  # the oldest
+            self._verified[token] = claims
+            return claims
+        return self._decode(token, token_type)
+
+    def _decode(self, token: str, token_type: str) -> AccessClaims:
         try:
             header = jwt.get_unverified_header(token)
             key = self._keys.get(header.get("kid", ""))
