@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ class Options:
     startup_runs: int
     render_runs: int
     users: int
+    invalidations: int
     httptools: bool
     profile: bool
     json_path: Path | None
@@ -81,6 +83,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--render-runs", type=int, default=3)
     parser.add_argument("--users", type=int, default=60, help="extra users for the admin list")
     parser.add_argument(
+        "--invalidations",
+        type=int,
+        default=100,
+        help="role changes whose arrival at a second instance is timed (variants with a channel)",
+    )
+    parser.add_argument(
         "--httptools",
         action="store_true",
         help="also measure the hello app on httptools (Rampart keeps h11): the parser's cost",
@@ -94,7 +102,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         "--skip",
         action="append",
         default=[],
-        choices=("render", "startup", "inprocess", "http", "storm"),
+        choices=("render", "startup", "inprocess", "http", "storm", "invalidation"),
         help="leave out a part (repeatable)",
     )
     parser.add_argument(
@@ -124,6 +132,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         startup_runs=args.startup_runs,
         render_runs=args.render_runs,
         users=args.users,
+        invalidations=min(args.invalidations, 1000),
         httptools=args.httptools,
         profile=args.profile,
         json_path=args.json_path,
@@ -253,6 +262,18 @@ def _wrk_command(
 def _wrk(url: str, *, seconds: int, connections: int, headers: Sequence[str] = ()) -> stats.WrkRun:
     command = _wrk_command(url, seconds=seconds, connections=connections, headers=headers)
     return stats.parse_wrk(_run(command, timeout=seconds + 60))
+
+
+def _status(method: str, url: str, token: str) -> int:
+    request = urllib.request.Request(  # noqa: S310 - 127.0.0.1
+        url, method=method, headers={"Authorization": f"Bearer {token}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            status: int = response.status
+            return status
+    except urllib.error.HTTPError as error:
+        return error.code
 
 
 def _post_json(url: str, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -506,6 +527,58 @@ def measure_http(
     return results
 
 
+def measure_invalidation(
+    options: Options, project: Path, env: Mapping[str, str], answers: Mapping[str, Any], work: Path
+) -> dict[str, Any]:
+    """Two instances of the service on one invalidation channel: an admin grants and takes a
+    role on the first, and the user asks the second (whose principal cache holds them) until
+    the change shows. Timed from the moment the first instance answered the change; the
+    stale answers counted are those the second gave after that moment."""
+    slug = answers["project_slug"]
+    env = {**env, "PRINCIPAL_CACHE_CHANNEL": f"bench-{secrets.token_hex(8)}:principals"}
+    first, second = (f"http://127.0.0.1:{_free_port()}" for _ in range(2))
+    with (
+        _server([project / ".venv/bin" / slug, "serve", "--port", first.rsplit(":", 1)[1]],
+                cwd=project, env=env, probe=f"{first}/health/ready", log=work / "first.log"),
+        _server([project / ".venv/bin" / slug, "serve", "--port", second.rsplit(":", 1)[1]],
+                cwd=project, env=env, probe=f"{second}/health/ready", log=work / "second.log"),
+    ):  # fmt: skip
+        credentials = {"password": PASSWORD}
+        admin = _post_json(f"{first}{API}/auth/login", {**credentials, "email": ADMIN_EMAIL})
+        user = _post_json(f"{first}{API}/auth/login", {**credentials, "email": USER_EMAIL})
+        me = urllib.request.Request(  # noqa: S310 - 127.0.0.1
+            f"{second}{API}/users/me", headers={"Authorization": f"Bearer {user['access_token']}"}
+        )
+        with urllib.request.urlopen(me, timeout=10) as response:  # noqa: S310
+            user_id = json.load(response)["id"]
+        role = f"{first}{API}/users/{user_id}/roles/admin"
+        probe = f"{second}{API}/users?limit=1"
+        delays, stale = [], 0
+        for index in range(options.invalidations):
+            grant = index % 2 == 0
+            before, after = (403, 200) if grant else (200, 403)
+            for _ in range(2):  # the second answer comes from the cache
+                if _status("GET", probe, user["access_token"]) != before:
+                    raise BenchError("the second instance did not answer as expected")
+            if _status("PUT" if grant else "DELETE", role, admin["access_token"]) != 204:
+                raise BenchError("the role change failed")
+            changed = time.perf_counter()
+            deadline = changed + 5
+            while _status("GET", probe, user["access_token"]) != after:
+                stale += 1
+                if time.perf_counter() > deadline:
+                    raise BenchError("the change did not reach the second instance in 5 s")
+            delays.append((time.perf_counter() - changed) * 1000)
+    ordered = sorted(delays)
+    return {
+        "changes": len(delays),
+        "stale_answers": stale,
+        "seen_after_p50_ms": stats.median(delays),
+        "seen_after_p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
+        "seen_after_max_ms": ordered[-1],
+    }
+
+
 def machine() -> dict[str, Any]:
     model = ""
     with contextlib.suppress(OSError):
@@ -596,6 +669,12 @@ def _measure(
         prepare(project, env, answers, options.users)
         print("measuring HTTP (this takes a while) ...", file=sys.stderr)
         report["http"] = measure_http(options, project, env, answers, work)
+    channel = answers["rate_limit_backend"] == "redis" or answers["database"] == "postgresql"
+    if channel and "invalidation" not in options.skip:
+        if "http" in options.skip:
+            prepare(project, env, answers, options.users)
+        print("timing invalidations across two instances ...", file=sys.stderr)
+        report["invalidation"] = measure_invalidation(options, project, env, answers, work)
     return report
 
 
@@ -615,6 +694,10 @@ def render_report(report: Mapping[str, Any]) -> str:
         parts.append(stats.key_values("in process, CPU us per request (best round)", inprocess))
         if report["inprocess"]["profile"]:
             parts.append(report["inprocess"]["profile"])
+    if "invalidation" in report:
+        parts.append(
+            stats.key_values("a role change, seen by a second instance", report["invalidation"])
+        )
     if "startup" in report:
         parts.append(stats.key_values("startup (fresh process, medians)", report["startup"]))
     if "render" in report:
