@@ -86,6 +86,22 @@ async def get_enrolling_principal(
 ) -> Principal:
     """The caller, including one whose session may only enrol MFA (`mfa_pending`). Only the
     MFA enrolment routes use this directly; everything else goes through `get_principal`."""
+    return await _principal(request, token, cached=True)
+
+
+async def get_fresh_principal(
+    request: Request, token: Annotated[str | None, Depends(bearer_scheme)]
+) -> Principal:
+    """The caller as the database knows them right now, never from the cache: the guard of
+    routes that change privileges, so that no window in which another instance has not yet
+    heard of a demotion lets the demoted caller grant the privilege back."""
+    principal = await _principal(request, token, cached=False)
+    if principal.mfa_pending:
+        raise MfaEnrolmentRequired()
+    return principal
+
+
+async def _principal(request: Request, token: str | None, *, cached: bool) -> Principal:
     if not token:
         raise Unauthorized()
     # Read from the app directly: every guarded request runs this, and each dependency
@@ -101,7 +117,7 @@ async def get_enrolling_principal(
     # database is the source of truth, and the cache in front of it is invalidated by every
     # change before the changing request returns (auth/principal_cache.py).
     cache: PrincipalCache = request.app.state.principal_cache
-    record = cache.get(claims.session_id, claims.user_id)
+    record = cache.get(claims.session_id, claims.user_id) if cached else None
     if record is None:
         generation = cache.generation
         # A session of its own, opened only now: a cached request never creates one.

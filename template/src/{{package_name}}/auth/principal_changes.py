@@ -7,9 +7,11 @@ The request's database session does the noticing, so no route and no service can
 - a bulk statement (`update`, `delete`, `insert`) on one of the principal's tables concerns
   everyone, unless the code that runs it names the users it affects with `note_users` and
   marks the statement `NOTED` (the precise, cheaper form the services use);
-- on commit, the cache of this instance drops the entries at once and `AppSession.commit`
-  publishes the invalidation to the other instances before it returns. A rollback forgets
-  what the transaction noticed.
+- on commit of the outermost transaction (a savepoint's release is not yet a commit), the
+  cache of this instance drops the entries at once and `AppSession.commit` publishes the
+  invalidation to the other instances before it returns. A rollback keeps what was noticed:
+  invalidating too much is harmless, and a commit whose outcome is unknown (the connection
+  dropped during COMMIT) is treated as done.
 """
 
 from __future__ import annotations
@@ -86,6 +88,8 @@ def _bulk_statement(state: ORMExecuteState) -> None:
 
 @event.listens_for(TrackedSession, "after_commit")
 def _committed(session: Session) -> None:
+    if session.in_nested_transaction():  # a savepoint released: the outer commit decides
+        return
     invalidation: Invalidation | None = session.info.pop(_PENDING, None)
     if not invalidation:
         return
@@ -94,16 +98,17 @@ def _committed(session: Session) -> None:
     session.info[_UNPUBLISHED] = session.info.get(_UNPUBLISHED, Invalidation()) | invalidation
 
 
-@event.listens_for(TrackedSession, "after_rollback")
-def _rolled_back(session: Session) -> None:
-    session.info.pop(_PENDING, None)
-
-
 class AppSession(AsyncSession):
     """An `AsyncSession` whose commit returns only once the other instances were told."""
 
     async def commit(self) -> None:
-        await super().commit()
+        try:
+            await super().commit()
+        except BaseException:
+            # It may have committed all the same: drop and announce what it would change.
+            _committed(self.sync_session)
+            await self._publish()
+            raise
         await self._publish()
 
     async def close(self) -> None:

@@ -360,12 +360,14 @@ async def revoke_sessions(session: AsyncSession, which: ColumnElement[bool], *, 
 
 async def revoke_all_sessions(session: AsyncSession, user_id: uuid.UUID, *, reason: str) -> int:
     """End every live session of the user; answers how many there were."""
+    note_users(session, [user_id])  # a session opened after the UPDATE's snapshot too
     return await revoke_sessions(session, AuthSession.user_id == user_id, reason=reason)
 
 
 async def revoke_other_sessions(
     session: AsyncSession, user_id: uuid.UUID, keep: uuid.UUID, *, reason: str
 ) -> int:
+    note_users(session, [user_id])
     return await revoke_sessions(
         session, and_(AuthSession.user_id == user_id, AuthSession.id != keep), reason=reason
     )

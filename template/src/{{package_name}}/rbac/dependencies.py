@@ -7,7 +7,12 @@ from typing import Annotated, Any
 
 from fastapi import Depends
 
-from ..auth.dependencies import Principal, get_enrolling_principal, get_principal
+from ..auth.dependencies import (
+    Principal,
+    get_enrolling_principal,
+    get_fresh_principal,
+    get_principal,
+)
 from ..errors import Forbidden
 
 
@@ -43,8 +48,25 @@ class RequirePermissionsWhileEnrolling(RequirePermissions):
         return await super().__call__(principal)
 
 
-def Guard(*permissions: StrEnum, while_enrolling_mfa: bool = False) -> Any:  # noqa: N802
-    """`principal: Annotated[Principal, Guard(Perm.X)]` — authenticate, then require `X`.
+class RequireFreshPermissions(RequirePermissions):
+    """The guard of routes that change privileges: the caller's permissions are read from the
+    database, not from the principal cache (see `get_fresh_principal`)."""
+
+    async def __call__(
+        self, principal: Annotated[Principal, Depends(get_fresh_principal)]
+    ) -> Principal:
+        return await super().__call__(principal)
+
+
+def Guard(  # noqa: N802
+    *permissions: StrEnum, while_enrolling_mfa: bool = False, fresh: bool = False
+) -> Any:
+    """`principal: Annotated[Principal, Guard(Perm.X)]` — authenticate, then require `X`;
+    `fresh=True` on a route that grants, takes or edits privileges or accounts.
     (Named like the `Depends` it returns.)"""
-    guard = RequirePermissionsWhileEnrolling if while_enrolling_mfa else RequirePermissions
+    guard = RequirePermissions
+    if while_enrolling_mfa:
+        guard = RequirePermissionsWhileEnrolling
+    elif fresh:
+        guard = RequireFreshPermissions
     return Depends(guard(*permissions))

@@ -38,7 +38,7 @@ async def list_roles(
 @router.post("/roles", response_model=RoleOut, status_code=status.HTTP_201_CREATED)
 async def create_role(
     body: RoleCreate,
-    principal: Annotated[Principal, Guard(Perm.ROLES_WRITE)],
+    principal: Annotated[Principal, Guard(Perm.ROLES_WRITE, fresh=True)],
     session: SessionDep,
     meta: RequestMetaDep,
 ) -> RoleOut:
@@ -66,7 +66,7 @@ async def read_role(
 async def update_role(
     role_name: RolePath,
     body: RoleUpdate,
-    principal: Annotated[Principal, Guard(Perm.ROLES_WRITE)],
+    principal: Annotated[Principal, Guard(Perm.ROLES_WRITE, fresh=True)],
     session: SessionDep,
     meta: RequestMetaDep,
 ) -> RoleOut:
@@ -86,7 +86,7 @@ async def update_role(
 @router.delete("/roles/{role_name}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_role(
     role_name: RolePath,
-    principal: Annotated[Principal, Guard(Perm.ROLES_WRITE)],
+    principal: Annotated[Principal, Guard(Perm.ROLES_WRITE, fresh=True)],
     session: SessionDep,
     meta: RequestMetaDep,
 ) -> None:

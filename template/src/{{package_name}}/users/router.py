@@ -106,7 +106,7 @@ async def read_user(
 async def update_user(
     user_id: uuid.UUID,
     body: AdminUserUpdate,
-    principal: Annotated[Principal, Guard(Perm.USERS_UPDATE)],
+    principal: Annotated[Principal, Guard(Perm.USERS_UPDATE, fresh=True)],
     session: SessionDep,
     meta: RequestMetaDep,
 ) -> UserOut:
@@ -126,7 +126,7 @@ async def update_user(
 @router.delete("/{user_id}/sessions", status_code=status.HTTP_204_NO_CONTENT)
 async def end_sessions(
     user_id: uuid.UUID,
-    principal: Annotated[Principal, Guard(Perm.USERS_UPDATE)],
+    principal: Annotated[Principal, Guard(Perm.USERS_UPDATE, fresh=True)],
     session: SessionDep,
     meta: RequestMetaDep,
 ) -> None:
@@ -138,7 +138,7 @@ async def end_sessions(
 async def assign_role(
     user_id: uuid.UUID,
     role_name: str,
-    principal: Annotated[Principal, Guard(Perm.ROLES_ASSIGN)],
+    principal: Annotated[Principal, Guard(Perm.ROLES_ASSIGN, fresh=True)],
     session: SessionDep,
     meta: RequestMetaDep,
 ) -> None:
@@ -152,7 +152,7 @@ async def assign_role(
 async def revoke_role(
     user_id: uuid.UUID,
     role_name: str,
-    principal: Annotated[Principal, Guard(Perm.ROLES_ASSIGN)],
+    principal: Annotated[Principal, Guard(Perm.ROLES_ASSIGN, fresh=True)],
     session: SessionDep,
     meta: RequestMetaDep,
 ) -> None:
