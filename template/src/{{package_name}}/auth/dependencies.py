@@ -119,14 +119,22 @@ async def _principal(request: Request, token: str | None, *, cached: bool) -> Pr
     cache: PrincipalCache = request.app.state.principal_cache
     record = cache.get(claims.session_id, claims.user_id) if cached else None
     if record is None:
-        generation = cache.generation
-        # A session of its own, opened only now: a cached request never creates one.
         sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-        async with sessionmaker() as session:
-            record = await load_principal(session, claims.session_id, claims.user_id)
+
+        async def load() -> PrincipalRecord | None:
+            # A session of its own, opened only now: a cached request never creates one.
+            async with sessionmaker() as session:
+                return await load_principal(session, claims.session_id, claims.user_id)
+
+        if cached:
+            record = await cache.load_once(claims.session_id, claims.user_id, load)
+        else:
+            generation = cache.generation
+            record = await load()
+            if record is not None:
+                cache.put(claims.session_id, record, generation)
         if record is None:
             raise Unauthorized("The session has ended.")
-        cache.put(claims.session_id, record, generation)
     if record.user.email_verified_at is None and not settings.unverified_accounts_may_log_in:
         # A session opened while UNVERIFIED_ACCOUNT_ACCESS was `full`, now `none`.
         raise EmailUnverified()

@@ -16,9 +16,10 @@ Correctness rests on four rules (docs/security.md, "The principal cache"):
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -70,6 +71,10 @@ class Invalidation:
 
 EVERYTHING = Invalidation(everything=True)
 
+# A shared database read's outcome: whether it completed, and its answer.
+Loaded = tuple[bool, "PrincipalRecord | None"]
+Loader = Callable[[], Awaitable["PrincipalRecord | None"]]
+
 
 class InvalidationChannel(Protocol):
     """Carries invalidations between the instances of the service (`principal_channel.py`)."""
@@ -91,6 +96,8 @@ class PrincipalCache:
         # Bumped by every invalidation: a fill that started before one is refused (rule 2).
         self.generation = 0
         self._entries: dict[uuid.UUID, tuple[float, PrincipalRecord]] = {}
+        # Database reads in progress, by session: concurrent misses share one (see load_once).
+        self._loading: dict[uuid.UUID, tuple[int, asyncio.Future[Loaded]]] = {}
         lookups = Counter(
             "principal_cache_lookups_total",
             "Principal lookups by result: hit, miss, or bypass (cache off or channel unhealthy).",
@@ -128,6 +135,35 @@ class PrincipalCache:
             del self._entries[session_id]
         self._misses.inc()
         return None
+
+    async def load_once(
+        self, session_id: uuid.UUID, user_id: uuid.UUID, load: Loader
+    ) -> PrincipalRecord | None:
+        """`load()` the session's principal from the database and cache it, once for every
+        request of that session that missed meanwhile: when an entry expires under load, one
+        read refills it instead of one per request. A request takes the shared answer only if
+        no invalidation happened since that read began; otherwise it reads for itself."""
+        pending = self._loading.get(session_id)
+        if pending is not None:
+            generation, shared = pending
+            done, record = await asyncio.shield(shared)
+            if done and generation == self.generation:
+                return record if record is None or record.user.id == user_id else None
+        generation = self.generation
+        shared = asyncio.get_running_loop().create_future()
+        self._loading[session_id] = (generation, shared)
+        try:
+            record = await load()
+        except BaseException:
+            shared.set_result((False, None))  # the others read for themselves
+            raise
+        finally:
+            if self._loading.get(session_id, (None, None))[1] is shared:
+                del self._loading[session_id]
+        shared.set_result((True, record))
+        if record is not None:
+            self.put(session_id, record, generation)
+        return record
 
     def put(self, session_id: uuid.UUID, record: PrincipalRecord, generation: int) -> None:
         """Store what the database answered, unless an invalidation happened since
