@@ -30,8 +30,13 @@ class UserNotFound(NotFound):
     detail = "The user does not exist."
 
 
-def to_out(user: User, roles: list[str] | None = None) -> UserOut:
-    """The public view of `user`; `roles` saves loading the role objects when names suffice."""
+def to_out(user: User | PrincipalUser, roles: list[str] | None = None) -> UserOut:
+    """The public view of `user` (a row, or the principal's snapshot); `roles` saves loading
+    the role objects of a row when names suffice."""
+    if roles is None and isinstance(user, PrincipalUser):
+        roles = list(user.roles)
+    elif roles is None:
+        roles = [role.name for role in user.roles]
     return UserOut(
         id=user.id,
         email=user.email,
@@ -39,21 +44,13 @@ def to_out(user: User, roles: list[str] | None = None) -> UserOut:
         is_active=user.is_active,
         email_verified=user.email_verified_at is not None,
         created_at=user.created_at,
-        roles=[role.name for role in user.roles] if roles is None else roles,
+        roles=roles,
     )
 
 
 def profile(user: PrincipalUser) -> UserOut:
     """The caller's own view, from the principal: no database round trip."""
-    return UserOut(
-        id=user.id,
-        email=user.email,
-        full_name=user.full_name,
-        is_active=user.is_active,
-        email_verified=user.email_verified_at is not None,
-        created_at=user.created_at,
-        roles=list(user.roles),
-    )
+    return to_out(user)
 
 
 async def get(session: AsyncSession, user_id: uuid.UUID) -> User:
