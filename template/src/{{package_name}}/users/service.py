@@ -33,10 +33,11 @@ class UserNotFound(NotFound):
 def to_out(user: User | PrincipalUser, roles: list[str] | None = None) -> UserOut:
     """The public view of `user` (a row, or the principal's snapshot); `roles` saves loading
     the role objects of a row when names suffice."""
-    if roles is None and isinstance(user, PrincipalUser):
-        roles = list(user.roles)
-    elif roles is None:
-        roles = [role.name for role in user.roles]
+    if roles is None:
+        if isinstance(user, PrincipalUser):
+            roles = list(user.roles)
+        else:
+            roles = [role.name for role in user.roles]
     return UserOut(
         id=user.id,
         email=user.email,
