@@ -504,19 +504,24 @@ def test_overlay_validates_strictly(
     assert kubernetes_validation[kubernetes_version, variant, overlay] == []
 
 
+def validate_strictly(manifests: Path) -> subprocess.CompletedProcess[str]:
+    """kubernetes-validate in strict mode against the newest bundled schema version."""
+    return run(
+        repo_tool("kubernetes-validate"),
+        "--strict",
+        "--kubernetes-version",
+        KUBERNETES_VERSIONS[-1],
+        str(manifests),
+    )
+
+
 def test_strict_validation_rejects_an_unknown_field(tmp_path: Path) -> None:
     manifest = tmp_path / "typo.yaml"
     manifest.write_text(
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  nmespace: y\n",
         encoding="utf-8",
     )
-    result = run(
-        repo_tool("kubernetes-validate"),
-        "--strict",
-        "--kubernetes-version",
-        KUBERNETES_VERSIONS[-1],
-        str(manifest),
-    )
+    result = validate_strictly(manifest)
     assert result.returncode != 0
 
 
@@ -917,13 +922,7 @@ def test_monitoring_component_is_optional_and_valid(
         yaml.safe_dump_all([doc for doc in docs if doc["kind"] not in MONITORING_KINDS]),
         encoding="utf-8",
     )
-    result = run(
-        repo_tool("kubernetes-validate"),
-        "--strict",
-        "--kubernetes-version",
-        KUBERNETES_VERSIONS[-1],
-        str(others),
-    )
+    result = validate_strictly(others)
     assert_clean(result)
     scrape = [doc for doc in docs if doc["metadata"]["name"].endswith("-allow-scrape")]
     assert [doc["kind"] for doc in scrape] == ["NetworkPolicy"]

@@ -25,6 +25,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import ORMExecuteState, Session
 
+from ..database import create_sessionmaker
 from ..rbac.models import Permission, Role
 from ..users.models import User
 from .models import AuthSession
@@ -126,11 +127,6 @@ def tracked_sessionmaker(
     engine: AsyncEngine, cache: PrincipalCache
 ) -> async_sessionmaker[AsyncSession]:
     """The sessions of the running service: every commit keeps `cache` true."""
-    return async_sessionmaker(
-        engine,
-        class_=AppSession,
-        sync_session_class=TrackedSession,
-        expire_on_commit=False,
-        autoflush=False,
-        info={_CACHE: cache},
+    return create_sessionmaker(
+        engine, class_=AppSession, sync_session_class=TrackedSession, info={_CACHE: cache}
     )
