@@ -108,7 +108,8 @@ class RateLimiter:
         if not allowed:
             self._metrics.rate_limited.labels(policy.name).inc()
         reset_after = max(0, math.ceil(stats.reset_time - time.time()))
-        return Decision(allowed, policy, max(stats.remaining, 0), reset_after)
+        remaining = max(stats.remaining, 0) if allowed else 0  # another count may have refused
+        return Decision(allowed, policy, remaining, reset_after)
 
     async def reserve(self, charges: list[tuple[Policy, str]]) -> Decision | None:
         """Take one unit under every (policy, key) *before* the check they guard: each `hit`
