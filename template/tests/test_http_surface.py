@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import pytest
-
-from .conftest import PASSWORD, Harness
+from .conftest import PASSWORD, Harness, ServiceLog
 
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 
@@ -43,13 +39,12 @@ async def test_errors_are_problem_details_without_internals(harness: Harness) ->
 
 
 async def test_unexpected_errors_are_500_problems_with_headers_and_request_id(
-    harness: Harness, caplog: pytest.LogCaptureFixture
+    harness: Harness, service_log: ServiceLog
 ) -> None:
     async def explode() -> None:
         raise RuntimeError("secret internal detail")
 
     harness.app.add_api_route("/explode", explode)
-    caplog.clear()
     # The app answers itself: nothing reaches the transport to be re-raised.
     response = await harness.client.get("/explode", headers={"X-Request-ID": "boom-1"})
     assert response.status_code == 500
@@ -62,9 +57,7 @@ async def test_unexpected_errors_are_500_problems_with_headers_and_request_id(
     assert response.headers["strict-transport-security"].startswith("max-age=")
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["cache-control"] == "no-store"
-    formatter = logging.getLogger().handlers[0].formatter
-    assert formatter is not None
-    lines = [json.loads(formatter.format(record)) for record in caplog.records]
+    lines = service_log()
     error = next(line for line in lines if line["event"] == "unhandled_error")
     assert error["request_id"] == "boom-1"
     assert "RuntimeError" in error["exception"]
@@ -183,6 +176,9 @@ async def test_large_responses_are_compressed(harness: Harness) -> None:
     assert response.headers.get("content-encoding") == "gzip"
     small = await harness.client.get("/health/live", headers={"accept-encoding": "gzip"})
     assert "content-encoding" not in small.headers
+    plain = await harness.client.get("/openapi.json", headers={"accept-encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+    assert plain.json() == response.json()
 
 
 async def test_docs_work_offline_under_their_own_csp(harness: Harness) -> None:

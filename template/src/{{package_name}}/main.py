@@ -9,7 +9,6 @@ import anyio
 from fastapi import Depends, FastAPI
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.middleware.gzip import GZipMiddleware
 
 from . import features, principal_channel, ratelimit_storage
 from ._project import DESCRIPTION, PROJECT_NAME
@@ -29,6 +28,7 @@ from .mailer import create_mailer
 from .metrics import Metrics
 from .mfa.router import router as mfa_router
 from .middleware.body_limit import BodyLimitMiddleware
+from .middleware.compression import GZipMiddleware
 from .middleware.proxy import ClientIPMiddleware
 from .middleware.rate_limit import RateLimitMiddleware
 from .middleware.request_context import RequestContextMiddleware
@@ -170,6 +170,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url=OPENAPI_PATH if settings.docs_on else None,
         middleware=_middleware(settings, metrics, codec),
         dependencies=[Depends(refuse_nul_parameters)],  # and bodies: schemas.InputModel
+        # The service traces itself (tracing.py) with a provider of its own: FastAPI's built-in
+        # OpenTelemetry, which follows the global providers, stays out (and off the hot path).
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
         debug=False,  # tracebacks never leave the process; DEBUG only raises log verbosity
     )
     app.state.settings = settings

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hmac
 import logging
@@ -30,13 +31,13 @@ def _sensitive(key: str) -> bool:
     return any(marker in lowered for marker in SENSITIVE_KEYS)
 
 
-_SCALARS = (str, int, float, bool, type(None))  # most values: no ABC check needed
+_SCALARS = frozenset((str, int, float, bool, type(None)))  # most values: no ABC check needed
 
 
 def _redact_value(key: str, value: Any) -> Any:
     if _sensitive(key):
         return REDACTED
-    if isinstance(value, _SCALARS) or not isinstance(value, Mapping):
+    if type(value) in _SCALARS or not isinstance(value, Mapping):
         return value
     return {k: _redact_value(str(k), v) for k, v in value.items()}
 
@@ -44,11 +45,58 @@ def _redact_value(key: str, value: Any) -> Any:
 def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Replace the value of any field whose name says it holds a secret."""
     for key, value in event.items():
-        if key != "event":
-            redacted = _redact_value(key, value)
-            if redacted is not value:
-                event[key] = redacted  # a value, not a key: the iteration stays valid
+        if key == "event" or (type(value) in _SCALARS and not _sensitive(key)):
+            continue  # the common case, decided without a call
+        redacted = _redact_value(key, value)
+        if redacted is not value:
+            event[key] = redacted  # a value, not a key: the iteration stays valid
     return event
+
+
+class _Output:
+    """Where the service's own log lines go: the handler `configure_logging` installed last
+    on the root logger (its stream, its lock), so they share one stream with the libraries'
+    lines, and the level below which they are dropped. structlog caches a logger on first
+    use, so both are looked up here for every line, never captured."""
+
+    def __init__(self) -> None:
+        self.handler: logging.StreamHandler[Any] = logging.StreamHandler(sys.stdout)
+        self.level = logging.INFO
+
+
+_output = _Output()
+_LEVELS = {name.lower(): number for name, number in logging.getLevelNamesMapping().items()}
+
+
+def _drop_below_level(
+    _: Any, method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    if _LEVELS[method] < _output.level:
+        raise structlog.DropEvent
+    return event
+
+
+class LineLogger:
+    """The end of structlog's chain: writes the rendered line itself. Going through the stdlib
+    instead (a LogRecord, the formatter's copy of it, a walk up the stack for the caller) cost
+    more than the rest of a `/health/live` request (docs/performance.md)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str = "") -> None:
+        self.name = name  # for structlog.stdlib.add_logger_name
+
+    def _write(self, line: str) -> None:
+        handler = _output.handler
+        with handler.lock or contextlib.nullcontext():
+            handler.stream.write(line + "\n")
+            handler.stream.flush()
+
+    debug = info = warning = error = critical = _write
+
+
+def _line_logger(*args: Any) -> LineLogger:
+    return LineLogger(args[0] if args else "")
 
 
 def configure_logging(settings: Settings) -> None:
@@ -65,17 +113,18 @@ def configure_logging(settings: Settings) -> None:
         if settings.json_logs
         else structlog.dev.ConsoleRenderer(colors=False)
     )
+    level = logging.DEBUG if settings.debug else _LEVELS[settings.log_level.lower()]
+    # The service's own lines: filtered, enriched and rendered by structlog, written by
+    # LineLogger. `make_filtering_bound_logger(DEBUG)` only gives the level methods (and
+    # `exception`); the level is `_output`'s, which tests and reconfigurations change.
     structlog.configure(
-        processors=[
-            structlog.stdlib.filter_by_level,  # drop disabled levels before any work is done
-            *shared,
-            structlog.processors.format_exc_info,
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-        ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        processors=[_drop_below_level, *shared, structlog.processors.format_exc_info, renderer],
+        logger_factory=_line_logger,
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
         cache_logger_on_first_use=True,
     )
+    # The libraries' lines (uvicorn, SQLAlchemy, httpx, ...) go through the stdlib, rendered
+    # the same way.
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
@@ -83,6 +132,7 @@ def configure_logging(settings: Settings) -> None:
             foreign_pre_chain=shared,
         )
     )
+    _output.handler, _output.level = handler, level
     # Nothing rendered uses the thread or process of a record: skip looking them up for every
     # line (the logging HOWTO's "Optimization"). The caller's file and line stay: test reports
     # and plain-text handlers show them.
@@ -91,7 +141,7 @@ def configure_logging(settings: Settings) -> None:
     logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel("DEBUG" if settings.debug else settings.log_level.upper())
+    root.setLevel(level)
     # uvicorn's own access log is replaced by ours (one line per request, with request id).
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("alembic").setLevel(max(root.level, logging.WARNING))
