@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from typing import Any
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -20,6 +21,10 @@ _TRACEPARENT = re.compile(rb"^[0-9a-f]{2}-(?!0{32})([0-9a-f]{32})-[0-9a-f]{16}-[
 
 access_logger = structlog.get_logger("access")
 
+# A metric label takes a method from this set or `OTHER`: the method is the client's word,
+# and every new value of a label is a new series kept in memory for the life of the process.
+KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
+
 
 class RequestContextMiddleware:
     """Echoes a well-formed incoming `X-Request-ID` or makes one, binds it, the W3C trace id of
@@ -29,6 +34,21 @@ class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        # The labelled children of the request metrics, looked up once per label set (the
+        # client's method, a route template, a status: a bounded number of sets).
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def _observe(self, method: str, template: str, status: int, elapsed: float) -> None:
+        key = (method if method in KNOWN_METHODS else "OTHER", template, status)
+        series = self._series.get(key)
+        if series is None:
+            label, route, _ = key
+            series = self._series[key] = (
+                self.metrics.requests.labels(label, route, str(status)),
+                self.metrics.latency.labels(label, route),
+            )
+        series[0].inc()
+        series[1].observe(elapsed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -67,8 +87,7 @@ class RequestContextMiddleware:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             method = scope["method"]
-            self.metrics.requests.labels(method, template, str(status)).inc()
-            self.metrics.latency.labels(method, template).observe(elapsed)
+            self._observe(method, template, status, elapsed)
             client = scope.get("client")
             access_logger.info(
                 "request",
