@@ -17,7 +17,7 @@ import subprocess
 import sys
 import uuid
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -348,14 +348,20 @@ def project_cache(tmp_path_factory: pytest.TempPathFactory) -> ProjectCache:
     return ProjectCache(tmp_path_factory.mktemp("projects"))
 
 
-@pytest.fixture(scope="session", params=list(SUPPORTED_VARIANTS))
+def in_variant_group(names: Iterable[str]) -> list[Any]:
+    """Parameters for tests that run once per variant, each in the xdist group of its variant:
+    with `-n`, one worker takes every test of a variant and renders and installs it once."""
+    return [pytest.param(name, marks=pytest.mark.xdist_group(name)) for name in names]
+
+
+@pytest.fixture(scope="session", params=in_variant_group(SUPPORTED_VARIANTS))
 def supported_variant(request: pytest.FixtureRequest) -> str:
     """Name of a supported variant; a test using it runs once per supported variant."""
     name: str = request.param
     return name
 
 
-@pytest.fixture(scope="session", params=list(BOOTED_VARIANTS))
+@pytest.fixture(scope="session", params=in_variant_group(BOOTED_VARIANTS))
 def booted_variant(request: pytest.FixtureRequest) -> str:
     """Name of a variant of the booted covering set; a test using it runs once per such variant."""
     name: str = request.param

@@ -47,7 +47,8 @@ from containers import (
 )
 from servers import ADMIN_EMAIL, ADMIN_PASSWORD, SHUTDOWN_TIMEOUT, bearer, token_pair
 
-pytestmark = pytest.mark.slow
+# One worker builds the images: they share the base images cached in ~/.cache.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("containers")]
 
 # One image per deploy target; between them SQLite and PostgreSQL, memory and Redis limits.
 CONTAINER_VARIANTS = ["compose-sqlite-memory", "kubernetes-postgresql-redis"]

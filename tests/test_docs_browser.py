@@ -17,9 +17,9 @@ import pytest
 from conftest import ProjectCache, assert_ok, fresh_database, run, variant_answers
 from servers import Server, cli, service_env, start_server, stop, wait_until_ready
 
-pytestmark = pytest.mark.slow
-
 VARIANT = "compose-sqlite-memory"
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(VARIANT)]
+
 CHROMIUM_FLAGS = (
     "--headless",
     "--no-sandbox",

@@ -26,6 +26,7 @@ from conftest import (
     assert_ok,
     describe,
     fresh_database,
+    in_variant_group,
     repo_tool,
     run,
     variant_answers,
@@ -61,7 +62,7 @@ SELF_ENDING = (
 )
 
 
-@pytest.fixture(scope="module", params=FUZZ_VARIANTS)
+@pytest.fixture(scope="module", params=in_variant_group(FUZZ_VARIANTS))
 def served(
     request: pytest.FixtureRequest,
     project_cache: ProjectCache,

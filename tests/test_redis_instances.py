@@ -34,9 +34,9 @@ from servers import (
     wait_until_ready,
 )
 
-pytestmark = pytest.mark.slow
-
 VARIANT = "kubernetes-postgresql-redis-chat"  # booted too, so its install is shared
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(VARIANT)]
+
 AUTH_LIMIT = 8
 LOAD = 30  # concurrent logins in flight while Redis is killed
 RECOVERY_TIMEOUT = 30.0

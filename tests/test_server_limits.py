@@ -19,9 +19,9 @@ import pytest
 from conftest import ProjectCache, assert_ok, fresh_database, run, variant_answers
 from servers import Server, cli, service_env, start_server, stop, wait_until_ready
 
-pytestmark = pytest.mark.slow
-
 VARIANT = "compose-sqlite-memory"
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(VARIANT)]
+
 BOMB_BYTES = 150 * 1024 * 1024  # the size that took a worker from 130 to 578 MiB
 CHUNK = 1024 * 1024
 MAX_GROWTH_MIB = 40  # the whole attack, both connections, against a 64 KiB head limit
