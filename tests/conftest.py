@@ -8,10 +8,12 @@ only falls back to HEAD (and the dirty work tree) while the repository has no ta
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -200,30 +202,37 @@ def run(
     timeout: float = COMMAND_TIMEOUT,
     input: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run a command to completion with a timeout; a timeout fails the test with the output."""
+    """Run a command to completion with a timeout; a timeout fails the test with the output.
+
+    The command runs in a session of its own, and a timeout (or an interrupt) kills the whole
+    session: `uv run pytest` leaves its pytest, and that its servers, running when only `uv`
+    is killed, and a suite that timed out would keep a core busy for the rest of the run."""
     args = [str(part) for part in command]
-    try:
-        return subprocess.run(
-            args,
-            cwd=cwd,
-            env=dict(env) if env is not None else None,
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as expired:
-        pytest.fail(
-            f"`{' '.join(args)}` did not finish within {timeout} s\n"
-            f"{_text(expired.stdout)}\n{_text(expired.stderr)}"
-        )
+    with subprocess.Popen(
+        args,
+        cwd=cwd,
+        env=dict(env) if env is not None else None,
+        stdin=subprocess.PIPE if input is not None else None,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(input, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_session(process)
+            stdout, stderr = process.communicate()
+            pytest.fail(f"`{' '.join(args)}` did not finish within {timeout} s\n{stdout}\n{stderr}")
+        except BaseException:
+            _kill_session(process)
+            raise
+    return subprocess.CompletedProcess(args, process.returncode, stdout, stderr)
 
 
-def _text(output: str | bytes | None) -> str:
-    if isinstance(output, bytes):
-        return output.decode(errors="replace")
-    return output or ""
+def _kill_session(process: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def describe(result: subprocess.CompletedProcess[str], tail: int = 60) -> str:
