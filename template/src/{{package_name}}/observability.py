@@ -56,12 +56,11 @@ def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[s
 class _Output:
     """Where the service's own log lines go: the handler `configure_logging` installed last
     on the root logger (its stream, its lock), so they share one stream with the libraries'
-    lines, and the level below which they are dropped. structlog caches a logger on first
-    use, so both are looked up here for every line, never captured."""
+    lines. structlog caches a logger on first use, so the handler is looked up here for every
+    line, never captured."""
 
     def __init__(self) -> None:
         self.handler: logging.StreamHandler[Any] = logging.StreamHandler(sys.stdout)
-        self.level = logging.INFO
 
 
 _output = _Output()
@@ -71,7 +70,7 @@ _LEVELS = {name.lower(): number for name, number in logging.getLevelNamesMapping
 def _drop_below_level(
     _: Any, method: str, event: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    if _LEVELS[method] < _output.level:
+    if _LEVELS[method] < logging.root.level:  # the stdlib's level holds for both kinds of line
         raise structlog.DropEvent
     return event
 
@@ -116,7 +115,7 @@ def configure_logging(settings: Settings) -> None:
     level = logging.DEBUG if settings.debug else _LEVELS[settings.log_level.lower()]
     # The service's own lines: filtered, enriched and rendered by structlog, written by
     # LineLogger. `make_filtering_bound_logger(DEBUG)` only gives the level methods (and
-    # `exception`); the level is `_output`'s, which tests and reconfigurations change.
+    # `exception`); the level is the root logger's, which reconfigurations change.
     structlog.configure(
         processors=[_drop_below_level, *shared, structlog.processors.format_exc_info, renderer],
         logger_factory=_line_logger,
@@ -132,7 +131,7 @@ def configure_logging(settings: Settings) -> None:
             foreign_pre_chain=shared,
         )
     )
-    _output.handler, _output.level = handler, level
+    _output.handler = handler
     # Nothing rendered uses the thread or process of a record: skip looking them up for every
     # line (the logging HOWTO's "Optimization"). The caller's file and line stay: test reports
     # and plain-text handlers show them.
