@@ -169,7 +169,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
         openapi_url=OPENAPI_PATH if settings.docs_on else None,
         middleware=_middleware(settings, metrics, codec),
-        dependencies=[Depends(refuse_nul_parameters)],  # and bodies: schemas.InputModel
         # The service traces itself (tracing.py) with a provider of its own: FastAPI's built-in
         # OpenTelemetry, which follows the global providers, stays out (and off the hot path).
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
@@ -187,6 +186,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     routers += [rbac_router, audit_router, *features.routers()]
     if settings.docs_on:
         routers.append(docs_router)
+    # NULs are refused in every parameter (and, by schemas.InputModel, in every body field):
+    # a dependency of each router whose routes take parameters. The probes' and Prometheus's
+    # routes take none, and skip its cost on the busiest path there is.
+    refuse_nul = [Depends(refuse_nul_parameters)]
     for router in routers:
-        app.include_router(router)
+        parameterless = router in (health_router, metrics_router)
+        app.include_router(router, dependencies=None if parameterless else refuse_nul)
     return app

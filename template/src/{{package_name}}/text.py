@@ -3,8 +3,8 @@
 No text the service stores or searches can hold one (PostgreSQL refuses it outright), so a NUL
 is a 422 validation problem at the edge, on every database, instead of a driver error deep in
 a query. JSON bodies are checked by `schemas.InputModel`, parameters and form fields by
-`refuse_nul_parameters` (an app-wide dependency), and `openapi.py` declares the constraint on
-every free-text field.
+`refuse_nul_parameters` (a dependency of every router with parameters: main.py), and
+`openapi.py` declares the constraint on every free-text field.
 """
 
 from __future__ import annotations
