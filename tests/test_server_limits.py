@@ -135,3 +135,27 @@ def test_a_request_head_that_never_completes_is_cut_off(server: Server) -> None:
         # The socket timeout only stops a broken build from hanging.
         assert sock.recv(4096) == b""
     assert httpx.get(f"{server.base_url}/health/live").status_code == 200
+
+
+def test_a_body_longer_than_its_content_length_is_not_read_past_it(server: Server) -> None:
+    """The body-size cap trusts HTTP/1 framing for requests that declare a length: the server
+    hands the app exactly `Content-Length` bytes, and what follows is never more body."""
+    port = int(server.base_url.rsplit(":", 1)[1])
+    body = b'{"email": "a@example.com", "password": "not-the-password"}'
+    declared = body.index(b'"password"')  # cut inside the object: no JSON on its own
+    head = (
+        b"POST /api/v1/auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % declared
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(head + body)
+        answer = b""
+        # The rest is the head of a next request that never completes: the server closes
+        # the connection after its head timeout, and recv returns b"".
+        while chunk := sock.recv(65536):
+            answer += chunk
+    statuses = [line[9:12] for line in answer.split(b"\r\n") if line.startswith(b"HTTP/1.1 ")]
+    # The app parsed the declared bytes alone (the whole body would have been a 401).
+    assert statuses == [b"400"], answer[:500]
+    assert b'"malformed_json"' in answer, answer[:500]
+    assert httpx.get(f"{server.base_url}/health/live").status_code == 200

@@ -1,5 +1,5 @@
-"""Cap request bodies while they stream in: `Content-Length` is checked first, and a chunked or
-lying body is cut off at the cap without buffering it."""
+"""Cap request bodies while they stream in: `Content-Length` is checked first, and a chunked
+body is cut off at the cap without buffering it."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import problem
+
+HTTP1 = frozenset(("1.0", "1.1"))
 
 
 class RequestBodyTooLarge(HTTPException):
@@ -31,12 +33,19 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         max_bytes = self.path_limits.get(scope["path"], self.max_bytes)
+        chunked = False
         for name, value in scope["headers"]:
             if name == b"content-length":
                 if not value.isdigit() or int(value) > max_bytes:
                     await self._refuse(scope, receive, send, max_bytes)
                     return
-                break
+            elif name == b"transfer-encoding":
+                chunked = True
+        if not chunked and scope.get("http_version") in HTTP1:
+            # HTTP/1 frames the body by Content-Length (checked above), or has none without it
+            # or Transfer-Encoding: the server delivers no more, there is nothing to count.
+            await self.app(scope, receive, send)
+            return
 
         received = 0
         response_started = False
