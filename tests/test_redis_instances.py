@@ -4,7 +4,7 @@ The test starts its own Redis on a free port (never the shared one), boots two `
 processes against it and one database, and proves: one limit counted across both instances,
 revocations seen by the other instance at once, and a Redis killed under load: limits still
 enforced in each instance's memory, readiness 200 `degraded`, and shared counting back by itself
-when Redis returns.
+when Redis returns, with the hits admitted during the outage handed to it.
 """
 
 from __future__ import annotations
@@ -238,15 +238,17 @@ def test_two_instances_share_limits_revocations_and_survive_redis_being_killed(
         assert _metric(server, "rate_limit_storage_degraded") == 1
     assert httpx.get(listing, headers=bearer(admin["access_token"])).status_code == 200
 
-    # Redis returns (empty): both switch back by themselves and share one count again.
+    # Redis returns, empty: both switch back by themselves, after handing it the hits they
+    # admitted alone, so the budget the outage spent stays spent, in Redis too.
     redis_server.start()
     deadline = time.monotonic() + RECOVERY_TIMEOUT
     while {_ready_status(first), _ready_status(second)} != {"ok"} and time.monotonic() < deadline:
         time.sleep(0.2)  # polling interval
     assert _ready_status(first) == "ok"
     assert _ready_status(second) == "ok"
-    shared = [attempt(index) for index in range(AUTH_LIMIT + 1)]  # alternating instances
-    assert shared == [401] * AUTH_LIMIT + [429]
+    assert [attempt(index) for index in range(2)] == [429, 429]  # one on each instance
+    keys = run(["redis-cli", "-p", str(redis_server.port), "--scan"], timeout=10).stdout.split()
+    assert any("/auth/" in key for key in keys), keys
     for server in (first, second):
         assert _metric(server, "rate_limit_storage_degraded") == 0
         assert _metric(server, 'rate_limit_storage_transitions_total{to="redis"}') == 1
