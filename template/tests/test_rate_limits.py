@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -145,3 +147,19 @@ async def test_storage_failure_fails_closed_when_configured(harness: Harness) ->
         "/api/v1/auth/register", json={"email": "x@example.com", "password": PASSWORD}
     )
     assert login.status_code == 503
+
+
+async def test_refunds_never_leave_credit_behind(harness: Harness) -> None:
+    """A refund gives back a unit the window still holds, never more: a failed login whose
+    later charge refuses gives its earlier ones back, and when such attempts straddle the
+    moment a window moves on, a refund can find nothing to take. A count below zero would
+    admit more than the limit; 25 refunds of nothing, then 25 parallel attempts, admit 5."""
+    limiter = harness.app.state.rate_limiter
+    policy, key = limiter.login_failures, f"refund-test-{uuid.uuid4().hex}"  # 5 per 15 minutes
+    await asyncio.gather(*(limiter.refund(policy, key) for _ in range(25)))
+    decisions = await asyncio.gather(*(limiter.hit(policy, key) for _ in range(25)))
+    assert sum(decision.allowed for decision in decisions) == policy.item.amount == 5
+    # And a refund does give back what was taken: one more unit, one more attempt.
+    await limiter.refund(policy, key)
+    assert (await limiter.hit(policy, key)).allowed
+    assert not (await limiter.hit(policy, key)).allowed

@@ -6,15 +6,19 @@ import hashlib
 import math
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, cast
 
 import structlog
 from limits import RateLimitItem, parse
+from limits.aio.storage import MemoryStorage
 from limits.aio.storage import Storage as AsyncStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
-from .config import Settings
 from .errors import ServiceUnavailable
-from .metrics import Metrics
+
+if TYPE_CHECKING:  # config imports ratelimit_storage, which imports this module
+    from .config import Settings
+    from .metrics import Metrics
 
 logger = structlog.get_logger(__name__)
 
@@ -54,6 +58,25 @@ class Decision:
 
 def _policy(name: str, value: str) -> Policy:
     return Policy(name, parse(value))
+
+
+class GivesBack(Protocol):
+    """What a storage adds to `limits`' for `RateLimiter.refund`."""
+
+    async def give_back(self, key: str, expiry: int, amount: int = 1) -> None:
+        """Take `amount` units off the current window of `key`, never below zero. A refund
+        must leave no credit behind: `limits`' own (a negative cost) counts below zero when
+        the unit was taken in a window that has moved on since, and a negative count admits
+        more than the limit."""
+
+
+class MemoryCounters(MemoryStorage):
+    """`limits`' memory storage, with a refund that stops at zero. Built directly: a subclass
+    that declares no `STORAGE_SCHEME` takes no URI scheme from `limits`' registry."""
+
+    async def give_back(self, key: str, expiry: int, amount: int = 1) -> None:
+        _, current = self.sliding_window_keys(key, expiry, time.time())
+        await self.decr(current, amount)  # stops at 0; nothing in it yields: atomic
 
 
 class RateLimiter:
@@ -131,8 +154,9 @@ class RateLimiter:
         """Give back a unit taken by `reserve`, e.g. when the credential check succeeded."""
         if not self.enabled:
             return
-        try:  # a negative cost is the library's atomic decrement of the current window
-            await self._strategy.hit(policy.item, policy.name, key, cost=-1)
+        storage = cast(GivesBack, self._storage)
+        try:
+            await storage.give_back(policy.item.key_for(policy.name, key), policy.item.get_expiry())
         except Exception as error:
             logger.warning(
                 "rate_limit_refund_failed", policy=policy.name, error=type(error).__name__
