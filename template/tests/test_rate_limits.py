@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from .conftest import PASSWORD, Harness
+from .conftest import PASSWORD, Harness, clear_of_window_end
 
 LOGIN = "/api/v1/auth/login"
 
@@ -24,6 +24,7 @@ async def test_auth_policy_limits_each_client(
     start_app: Callable[..., Any], make_settings: Callable[..., Any]
 ) -> None:
     async with start_app(make_settings(rate_limit_auth="3/minute")) as harness:
+        await clear_of_window_end()
         body = {"email": "nobody@example.com", "password": "whatever-it-is"}
         statuses = [(await harness.client.post(LOGIN, json=body)).status_code for _ in range(4)]
         assert statuses == [401, 401, 401, 429]
@@ -40,6 +41,7 @@ async def test_default_policy_is_counted_per_user(
 ) -> None:
     async with start_app(make_settings(rate_limit_default="3/minute")) as harness:
         alice, bob = await harness.user(), await harness.user()
+        await clear_of_window_end()
         statuses = [(await alice.get("/api/v1/users/me")).status_code for _ in range(4)]
         assert statuses == [200, 200, 200, 429]
         assert (await bob.get("/api/v1/users/me")).status_code == 200
@@ -106,6 +108,7 @@ async def test_rate_limit_hits_are_counted_in_metrics(
 ) -> None:
     settings = make_settings(rate_limit_auth="1/minute", metrics_token="m" * 32)
     async with start_app(settings) as harness:
+        await clear_of_window_end()
         body = {"email": "nobody@example.com", "password": "whatever-it-is"}
         for _ in range(2):
             await harness.client.post(LOGIN, json=body)
