@@ -41,6 +41,10 @@ class Server:
     log: Path
     env: Mapping[str, str]
 
+    @property
+    def port(self) -> int:
+        return int(self.base_url.rsplit(":", 1)[1])
+
     def output(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace")[-6000:]
 

@@ -98,7 +98,7 @@ def server(
 
 
 def test_header_bombs_are_refused_with_flat_memory(server: Server) -> None:
-    port = int(server.base_url.rsplit(":", 1)[1])
+    port = server.port
     pid = _worker_pid(server)
     for _ in range(20):  # warm the allocator with ordinary traffic first
         assert httpx.get(f"{server.base_url}/health/live").status_code == 200
@@ -128,7 +128,7 @@ def test_header_bombs_are_refused_with_flat_memory(server: Server) -> None:
 
 
 def test_a_request_head_that_never_completes_is_cut_off(server: Server) -> None:
-    port = int(server.base_url.rsplit(":", 1)[1])
+    port = server.port
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         sock.sendall(b"GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
         # The server closes the connection after its head timeout; recv returns b"" then.
@@ -140,7 +140,7 @@ def test_a_request_head_that_never_completes_is_cut_off(server: Server) -> None:
 def test_a_body_longer_than_its_content_length_is_not_read_past_it(server: Server) -> None:
     """The body-size cap trusts HTTP/1 framing for requests that declare a length: the server
     hands the app exactly `Content-Length` bytes, and what follows is never more body."""
-    port = int(server.base_url.rsplit(":", 1)[1])
+    port = server.port
     body = b'{"email": "a@example.com", "password": "not-the-password"}'
     declared = body.index(b'"password"')  # cut inside the object: no JSON on its own
     head = (
