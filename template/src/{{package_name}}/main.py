@@ -23,7 +23,7 @@ from .auth.tokens import AccessTokenCodec
 from .config import Settings
 from .database import create_engine
 from .errors import install_exception_handlers
-from .health.router import router as health_router
+from .health import router as health
 from .mailer import create_mailer
 from .metrics import Metrics
 from .mfa.router import router as mfa_router
@@ -63,8 +63,12 @@ AUTH_RATE_LIMITED_PATHS = tuple(
 
 def _middleware(settings: Settings, metrics: Metrics, codec: AccessTokenCodec) -> list[Middleware]:
     """Outermost first. Every class is pure ASGI."""
-    stack = [
-        Middleware(ClientIPMiddleware, trusted_proxies=settings.trusted_proxies),
+    stack: list[Middleware] = []
+    if settings.trusted_proxies:  # without any, there is no forwarding header to believe
+        stack.append(Middleware(ClientIPMiddleware, trusted_proxies=settings.trusted_proxies))
+    if settings.tracing_on:  # the server span encloses the request's log lines
+        stack.append(Middleware(TracingMiddleware))
+    stack += [
         Middleware(RequestContextMiddleware, metrics=metrics),
         Middleware(
             SecurityHeadersMiddleware,
@@ -79,8 +83,6 @@ def _middleware(settings: Settings, metrics: Metrics, codec: AccessTokenCodec) -
             exempt_paths=(*HEALTH_PATHS, "/metrics"),
         ),
     ]
-    if settings.tracing_on:  # the server span encloses the request's log lines
-        stack.insert(1, Middleware(TracingMiddleware))
     if settings.cors_origins:
         stack.append(
             Middleware(
@@ -180,17 +182,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_exception_handlers(app)
     install_openapi(app)
 
-    # FastAPI matches a request against each router's routes in turn, and the prefixes never
-    # overlap: the busiest routes come first (docs/performance.md).
-    routers = [health_router, metrics_router, users_router, auth_router, mfa_router]
+    # The probes' routes are the app's own, matched before any included router: FastAPI
+    # matches an included router's routes through a layer of its own (docs/performance.md).
+    health.add_routes(app)
+    # It tries the routers in turn, and their prefixes never overlap: the busiest come first.
+    routers = [metrics_router, users_router, auth_router, mfa_router]
     routers += [rbac_router, audit_router, *features.routers()]
     if settings.docs_on:
         routers.append(docs_router)
     # NULs are refused in every parameter (and, by schemas.InputModel, in every body field):
     # a dependency of each router whose routes take parameters. The probes' and Prometheus's
-    # routes take none, and skip its cost on the busiest path there is.
+    # routes take none, and skip its cost on the busiest paths there are.
     refuse_nul = [Depends(refuse_nul_parameters)]
     for router in routers:
-        parameterless = router in (health_router, metrics_router)
+        parameterless = router is metrics_router
         app.include_router(router, dependencies=None if parameterless else refuse_nul)
     return app

@@ -5,11 +5,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import hmac
+import json
 import logging
 import sys
+import time
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
+import orjson
 import structlog
 from fastapi import APIRouter, Request, Response
 from limits import parse
@@ -51,6 +54,47 @@ def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[s
         if redacted is not value:
             event[key] = redacted  # a value, not a key: the iteration stays valid
     return event
+
+
+class UTCTimestamp:
+    """The `timestamp` of a line: ISO 8601 in UTC to the microsecond, as structlog's
+    `TimeStamper(fmt="iso", utc=True)` writes it ("2026-12-07T09:05:24.137484Z", though the
+    microseconds are there even when they are zero), at a fraction of its cost: the date and
+    time of the current second are formatted once a second."""
+
+    def __init__(self) -> None:
+        self._second: tuple[int, str] = (-1, "")  # one tuple: another thread reads it whole
+
+    def __call__(
+        self, _: Any, __: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        now = time.time()
+        whole = int(now)
+        second, formatted = self._second
+        if whole != second:
+            formatted = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+            self._second = (whole, formatted)
+        event["timestamp"] = f"{formatted}.{int((now - whole) * 1_000_000):06d}Z"
+        return event
+
+
+def to_json(event: Any, **dumps_kw: Any) -> str:
+    """The JSON renderer's serializer: orjson, at a tenth of the standard library's cost per
+    line. The standard library writes what orjson refuses (integers beyond 64 bits) and the
+    lines orjson would write with non-ASCII text, which it escapes: every line stays ASCII,
+    whatever the stream's encoding, and nothing a line splitter takes for a line break (U+2028)
+    is written raw. Values neither knows go to `dumps_kw["default"]` (structlog's: `repr`)."""
+    try:
+        line = orjson.dumps(event, default=dumps_kw.get("default"), option=_ORJSON_OPTIONS)
+    except orjson.JSONEncodeError:
+        line = b"\xff"  # not ASCII: the standard library's turn
+    return line.decode() if line.isascii() else json.dumps(event, **dumps_kw)
+
+
+# Dates and dataclasses go to `default`, as they do with the standard library.
+_ORJSON_OPTIONS = (
+    orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+)
 
 
 class _Output:
@@ -104,11 +148,11 @@ def configure_logging(settings: Settings) -> None:
         tracing.add_trace_ids,  # a no-op while tracing is off
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        UTCTimestamp(),
         redact,
     ]
     renderer: Any = (
-        structlog.processors.JSONRenderer()
+        structlog.processors.JSONRenderer(serializer=to_json)
         if settings.json_logs
         else structlog.dev.ConsoleRenderer(colors=False)
     )

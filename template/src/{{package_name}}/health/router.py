@@ -8,19 +8,28 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
-from fastapi import APIRouter, Request, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from .. import features, principal_channel
 
-router = APIRouter(prefix="/health", tags=["health"])
-
-
 _LIVE = b'{"status":"ok"}'
 
 
-@router.get("/live", response_model=dict[str, str])
+def add_routes(app: FastAPI) -> None:
+    """The probes' routes, on the app itself rather than on a router the app includes: FastAPI
+    reaches an included router's routes through a layer of its own, which probes called every
+    few seconds, and the floor of every request's cost, can do without."""
+    app.add_api_route("/health/live", live, response_model=dict[str, str], tags=["health"])
+    app.add_api_route(
+        "/health/ready",
+        ready,
+        tags=["health"],
+        responses={503: {"description": "A dependency is unavailable"}},
+    )
+
+
 async def live() -> Response:
     """The process runs. Answered with bytes made once: probes call this every few seconds,
     and it is the floor of every request's cost (docs/performance.md)."""
@@ -60,7 +69,6 @@ async def _run(check: Callable[[Request], Awaitable[None]], request: Request) ->
     return {"status": "ok", "latency_ms": round((time.perf_counter() - started) * 1000, 1)}
 
 
-@router.get("/ready", responses={503: {"description": "A dependency is unavailable"}})
 async def ready(request: Request) -> JSONResponse:
     results: dict[str, dict[str, Any]] = {}
 
