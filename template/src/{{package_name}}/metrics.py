@@ -61,9 +61,13 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
             registry=self.registry,
         )
-        self.in_flight = Gauge(
+        # Counted by RequestContextMiddleware on the event loop's thread, read at scrape time:
+        # no lock taken twice per request.
+        self.requests_in_flight = 0
+        in_flight = Gauge(
             "http_requests_in_flight", "HTTP requests being served.", registry=self.registry
         )
+        in_flight.set_function(lambda: self.requests_in_flight)
         self.auth_failures = Counter(
             "auth_failures_total",
             "Rejected authentications by reason.",

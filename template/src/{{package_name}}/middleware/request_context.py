@@ -19,8 +19,6 @@ _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 # W3C Trace Context: version-traceid-parentid-flags; an all-zero trace id is invalid.
 _TRACEPARENT = re.compile(rb"^[0-9a-f]{2}-(?!0{32})([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 
-access_logger = structlog.get_logger("access")
-
 # A metric label takes a method from this set or `OTHER`: the method is the client's word,
 # and every new value of a label is a new series kept in memory for the life of the process.
 KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
@@ -34,6 +32,9 @@ class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        # Bound once, when the app builds its middleware (after `configure_logging`): a logger
+        # from `structlog.get_logger` at module level would look itself up on every line.
+        self.access_log = structlog.get_logger("access").bind()
         # The labelled children of the request metrics, looked up once per label set (the
         # client's method, a route template, a status: a bounded number of sets).
         self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
@@ -77,19 +78,19 @@ class RequestContextMiddleware:
             await send(message)
 
         structlog.contextvars.bind_contextvars(request_id=state["request_id"], trace_id=trace_id)
-        self.metrics.in_flight.inc()
+        self.metrics.requests_in_flight += 1
         started = time.perf_counter()
         try:
             await self.app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
-            self.metrics.in_flight.dec()
+            self.metrics.requests_in_flight -= 1
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             method = scope["method"]
             self._observe(method, template, status, elapsed)
             client = scope.get("client")
-            access_logger.info(
+            self.access_log.info(
                 "request",
                 method=method,
                 path=scope["path"],
