@@ -63,6 +63,16 @@ class Options:
     keep: Path | None
     skip: frozenset[str] = field(default_factory=frozenset)
     settings: dict[str, str] = field(default_factory=dict)
+    baseline: str | None = None
+
+
+@dataclass(frozen=True)
+class Instance:
+    """A rendered, installed and seeded project, and the settings it is served with."""
+
+    ref: str
+    project: Path
+    env: Mapping[str, str]
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Options:
@@ -73,6 +83,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--variant", default="compose-sqlite-memory", help="a tests' variant name")
     parser.add_argument(
         "--ref", default="HEAD", help="git ref of this repository to render (HEAD: the work tree)"
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="REF",
+        help="another git ref, served beside --ref: its /health/live and /users/me join the "
+        "alternating rounds, so a change is measured against what came before in one run",
     )
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per target")
     parser.add_argument("--seconds", type=int, default=8, help="seconds of one wrk run")
@@ -139,6 +155,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         keep=args.keep,
         skip=frozenset(args.skip),
         settings=dict(setting.split("=", 1) for setting in args.setting),
+        baseline=args.baseline,
     )
 
 
@@ -242,6 +259,12 @@ def _optional_server(
 
 def _memory(pid: int) -> dict[str, float]:
     return stats.parse_memory(Path(f"/proc/{pid}/status").read_text())
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far (/proc/<pid>/stat, fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _wrk_command(
@@ -441,7 +464,12 @@ def login_storm(
 
 
 def measure_http(
-    options: Options, project: Path, env: Mapping[str, str], answers: Mapping[str, Any], work: Path
+    options: Options,
+    project: Path,
+    env: Mapping[str, str],
+    answers: Mapping[str, Any],
+    work: Path,
+    baseline: Instance | None = None,
 ) -> dict[str, Any]:
     slug, package = answers["project_slug"], answers["package_name"]
     python = project / ".venv/bin/python"
@@ -449,6 +477,10 @@ def measure_http(
     rampart = f"http://127.0.0.1:{rampart_port}"
     hello = f"http://127.0.0.1:{hello_port}"
     httptools = f"http://127.0.0.1:{httptools_port}"
+    before_port = _free_port()
+    before = f"http://127.0.0.1:{before_port}"
+    before_project = baseline.project if baseline else project
+    before_command = [before_project / ".venv/bin" / slug, "serve", "--port", str(before_port)]
     shutil.copy(BENCH / "hello_app.py", work / "hello_app.py")
 
     def hello_command(port: int, parser: str) -> list[str | Path]:
@@ -477,6 +509,11 @@ def measure_http(
             options.httptools, hello_command(httptools_port, "httptools"), cwd=work, env=env,
             probe=f"{httptools}/hello", log=work / "hello-httptools.log",
         ) as httptools_pid,
+        _optional_server(
+            baseline is not None, before_command, cwd=before_project,
+            env=baseline.env if baseline else env, probe=f"{before}/health/live",
+            log=work / "baseline.log",
+        ) as before_pid,
     ):  # fmt: skip
         results["idle_rss_mib"] = {
             "hello": _memory(hello_pid)["VmRSS"],
@@ -503,21 +540,39 @@ def measure_http(
                 [f"Authorization: Bearer {admin_token['access_token']}"],
             ),
         ]
+        if baseline is not None and before_pid is not None:
+            token = _post_json(f"{before}{API}/auth/login", {**credentials, "email": USER_EMAIL})
+            targets[2:2] = [
+                (f"/health/live @ {baseline.ref}", before_pid, f"{before}/health/live", []),
+            ]
+            targets[4:4] = [
+                (
+                    f"GET /users/me @ {baseline.ref}",
+                    before_pid,
+                    f"{before}{API}/users/me",
+                    [f"Authorization: Bearer {token['access_token']}"],
+                )
+            ]
         if httptools_pid is not None:
             targets.insert(1, ("hello (httptools)", httptools_pid, f"{httptools}/hello", []))
         runs: dict[str, list[stats.WrkRun]] = {name: [] for name, *_ in targets}
+        cpu: dict[str, list[float]] = {name: [] for name, *_ in targets}
         rss: dict[str, float] = {}
         # Warm-up, then alternate the targets round by round so drifting load hits them alike.
         for _, _, url, headers in targets:
             _wrk(url, seconds=1, connections=options.connections, headers=headers)
         for _ in range(options.rounds):
             for name, pid, url, headers in targets:
-                runs[name].append(
-                    _wrk(url, seconds=options.seconds, connections=options.connections,
-                         headers=headers)
-                )  # fmt: skip
+                started = _cpu_seconds(pid)
+                run = _wrk(
+                    url, seconds=options.seconds, connections=options.connections, headers=headers
+                )
+                cpu[name].append(stats.cpu_per_request_us(_cpu_seconds(pid) - started, run))
+                runs[name].append(run)
                 rss[name] = _memory(pid)["VmRSS"]
-        summaries = [stats.summarize(name, runs[name], rss[name]) for name, *_ in targets]
+        summaries = [
+            stats.summarize(name, runs[name], rss[name], cpu[name]) for name, *_ in targets
+        ]
         results["summaries"] = summaries
         results["baseline"] = targets[0][0]
         if "storm" not in options.skip:
@@ -622,6 +677,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report: dict[str, Any] = {
             "variant": options.variant,
             "ref": options.ref,
+            "baseline": options.baseline,
             "machine": machine(),
         }
         try:
@@ -667,8 +723,11 @@ def _measure(
     if "http" not in options.skip:
         print("migrating and seeding ...", file=sys.stderr)
         prepare(project, env, answers, options.users)
+        baseline = None
+        if options.baseline is not None:
+            baseline = install_baseline(options, options.baseline, answers, work, stack)
         print("measuring HTTP (this takes a while) ...", file=sys.stderr)
-        report["http"] = measure_http(options, project, env, answers, work)
+        report["http"] = measure_http(options, project, env, answers, work, baseline)
     channel = answers["rate_limit_backend"] == "redis" or answers["database"] == "postgresql"
     if channel and "invalidation" not in options.skip:
         if "http" in options.skip:
@@ -678,8 +737,29 @@ def _measure(
     return report
 
 
+def install_baseline(
+    options: Options, ref: str, answers: Mapping[str, Any], work: Path, stack: contextlib.ExitStack
+) -> Instance:
+    """The same variant at another ref, installed and seeded like the measured one, with a
+    database of its own."""
+    print(f"rendering and installing {options.variant} at {ref} ...", file=sys.stderr)
+    project = conftest.render(
+        work / "baseline", conftest.SUPPORTED_VARIANTS[options.variant], vcs_ref=ref
+    )
+    base_env = conftest.project_env()
+    base_env.pop("PYTHONDONTWRITEBYTECODE", None)
+    install(project, base_env)
+    url = stack.enter_context(conftest.fresh_database(answers["database"], work / "baseline-db"))
+    env = {**service_env(base_env, answers, url), **options.settings}
+    prepare(project, env, answers, options.users)
+    return Instance(ref=ref, project=project, env=env)
+
+
 def render_report(report: Mapping[str, Any]) -> str:
-    parts = [f"# Rampart benchmark: {report['variant']} at {report['ref']}", ""]
+    title = f"# Rampart benchmark: {report['variant']} at {report['ref']}"
+    if report.get("baseline"):
+        title += f", beside {report['baseline']}"
+    parts = [title, ""]
     parts.append(stats.key_values("machine", report["machine"]))
     if "versions" in report:
         parts.append(stats.key_values("versions", report["versions"]))

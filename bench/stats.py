@@ -73,12 +73,24 @@ class Summary:
     errors: int
     non_2xx: int
     rss_mib: float | None = None
+    cpu_us: float | None = None  # the server's CPU time per request (user + system)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def summarize(name: str, runs: Sequence[WrkRun], rss_mib: float | None = None) -> Summary:
+def cpu_per_request_us(cpu_seconds: float, run: WrkRun) -> float:
+    """The server's CPU time (user + system) over one wrk run, per request it answered: unlike
+    requests per second, it does not count the time other processes took the core."""
+    return cpu_seconds / run.requests * 1e6 if run.requests else 0.0
+
+
+def summarize(
+    name: str,
+    runs: Sequence[WrkRun],
+    rss_mib: float | None = None,
+    cpu_us: Sequence[float] = (),
+) -> Summary:
     return Summary(
         name=name,
         rps=median(run.rps for run in runs),
@@ -88,6 +100,7 @@ def summarize(name: str, runs: Sequence[WrkRun], rss_mib: float | None = None) -
         errors=sum(run.errors for run in runs),
         non_2xx=sum(run.non_2xx for run in runs),
         rss_mib=rss_mib,
+        cpu_us=median(cpu_us) if cpu_us else None,
     )
 
 
@@ -101,13 +114,14 @@ def table(summaries: Sequence[Summary], baseline: str) -> str:
     """A Markdown table: one row per target, with its ratio to the baseline."""
     relative = ratios(summaries, baseline)
     lines = [
-        "| target | req/s | x hello | p50 ms | p99 ms | RSS MiB | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| target | req/s | x hello | CPU us/req | p50 ms | p99 ms | RSS MiB | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for summary in summaries:
         rss = f"{summary.rss_mib:.0f}" if summary.rss_mib is not None else "-"
+        cpu = f"{summary.cpu_us:.0f}" if summary.cpu_us is not None else "-"
         lines.append(
-            f"| {summary.name} | {summary.rps:,.0f} | {relative[summary.name]:.2f} "
+            f"| {summary.name} | {summary.rps:,.0f} | {relative[summary.name]:.2f} | {cpu} "
             f"| {summary.p50_ms:.1f} | {summary.p99_ms:.1f} | {rss} "
             f"| {summary.errors + summary.non_2xx} |"
         )

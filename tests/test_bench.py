@@ -54,20 +54,26 @@ def _run(rps: float, p99_ms: float) -> stats.WrkRun:
 
 
 def test_rounds_are_summarised_by_their_medians() -> None:
-    summary = stats.summarize("hello", [_run(900, 9), _run(1000, 30), _run(1100, 6)], 50.0)
+    runs = [_run(900, 9), _run(1000, 30), _run(1100, 6)]
+    seconds = (0.9, 1.6, 0.99)
+    cpu = [stats.cpu_per_request_us(spent, run) for spent, run in zip(seconds, runs, strict=True)]
+    assert cpu == pytest.approx([125, 200, 112.5])  # 7,200 requests in 0.9 s of CPU: 125 us
+    summary = stats.summarize("hello", runs, 50.0, cpu)
     assert (summary.rps, summary.p99_ms, summary.rounds) == (1000, 9, 3)
     assert summary.rss_mib == 50.0
+    assert summary.cpu_us == pytest.approx(125)
+    assert stats.summarize("hello", runs).cpu_us is None
     with pytest.raises(ValueError, match="median of nothing"):
         stats.median([])
 
 
 def test_targets_are_compared_with_the_baseline_in_the_table() -> None:
-    hello = stats.summarize("hello", [_run(1000, 6)])
+    hello = stats.summarize("hello", [_run(1000, 6)], cpu_us=[150.4])
     live = stats.summarize("/health/live", [_run(750, 9)])
     assert stats.ratios([hello, live], "hello") == {"hello": 1.0, "/health/live": 0.75}
     lines = stats.table([hello, live], "hello").splitlines()
-    assert lines[2].startswith("| hello | 1,000 | 1.00 |")
-    assert lines[3].startswith("| /health/live | 750 | 0.75 | 3.0 | 9.0 | - | 0 |")
+    assert lines[2].startswith("| hello | 1,000 | 1.00 | 150 |")
+    assert lines[3].startswith("| /health/live | 750 | 0.75 | - | 3.0 | 9.0 | - | 0 |")
 
 
 def test_options_take_the_tests_variant_names_and_bound_the_runs() -> None:
