@@ -9,7 +9,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
 import orjson
@@ -62,13 +62,14 @@ class UTCTimestamp:
     microseconds are there even when they are zero), at a fraction of its cost: the date and
     time of the current second are formatted once a second."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
         self._second: tuple[int, str] = (-1, "")  # one tuple: another thread reads it whole
 
     def __call__(
         self, _: Any, __: str, event: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
-        now = time.time()
+        now = self._clock()
         whole = int(now)
         second, formatted = self._second
         if whole != second:
