@@ -677,7 +677,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report: dict[str, Any] = {
             "variant": options.variant,
             "ref": options.ref,
-            "baseline": options.baseline,
+            "baseline_ref": options.baseline,
             "machine": machine(),
         }
         try:
@@ -741,24 +741,32 @@ def install_baseline(
     options: Options, ref: str, answers: Mapping[str, Any], work: Path, stack: contextlib.ExitStack
 ) -> Instance:
     """The same variant at another ref, installed and seeded like the measured one, with a
-    database of its own."""
-    print(f"rendering and installing {options.variant} at {ref} ...", file=sys.stderr)
+    database and an invalidation channel of its own. The ref is resolved to its commit first:
+    copier renders the work tree for `HEAD`, and `--baseline HEAD` means the last commit."""
+    commit = _run(["git", "rev-parse", "--verify", f"{ref}^{{commit}}"], cwd=REPO).strip()
+    print(
+        f"rendering and installing {options.variant} at {ref} ({commit[:12]}) ...", file=sys.stderr
+    )
     project = conftest.render(
-        work / "baseline", conftest.SUPPORTED_VARIANTS[options.variant], vcs_ref=ref
+        work / "baseline", conftest.SUPPORTED_VARIANTS[options.variant], vcs_ref=commit
     )
     base_env = conftest.project_env()
     base_env.pop("PYTHONDONTWRITEBYTECODE", None)
     install(project, base_env)
     url = stack.enter_context(conftest.fresh_database(answers["database"], work / "baseline-db"))
-    env = {**service_env(base_env, answers, url), **options.settings}
+    env = {
+        **service_env(base_env, answers, url),
+        **options.settings,
+        "PRINCIPAL_CACHE_CHANNEL": f"bench-baseline-{secrets.token_hex(8)}:principals",
+    }
     prepare(project, env, answers, options.users)
     return Instance(ref=ref, project=project, env=env)
 
 
 def render_report(report: Mapping[str, Any]) -> str:
     title = f"# Rampart benchmark: {report['variant']} at {report['ref']}"
-    if report.get("baseline"):
-        title += f", beside {report['baseline']}"
+    if report.get("baseline_ref"):
+        title += f", beside {report['baseline_ref']}"
     parts = [title, ""]
     parts.append(stats.key_values("machine", report["machine"]))
     if "versions" in report:

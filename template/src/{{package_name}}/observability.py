@@ -62,35 +62,33 @@ class UTCTimestamp:
     microseconds are there even when they are zero), at a fraction of its cost: the date and
     time of the current second are formatted once a second."""
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
-        self._clock = clock
+    def __init__(self, clock_ns: Callable[[], int] = time.time_ns) -> None:
+        self._clock_ns = clock_ns
         self._second: tuple[int, str] = (-1, "")  # one tuple: another thread reads it whole
 
     def __call__(
         self, _: Any, __: str, event: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
-        now = self._clock()
-        whole = int(now)
+        whole, nanoseconds = divmod(self._clock_ns(), 1_000_000_000)
         second, formatted = self._second
         if whole != second:
             formatted = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
             self._second = (whole, formatted)
-        event["timestamp"] = f"{formatted}.{int((now - whole) * 1_000_000):06d}Z"
+        event["timestamp"] = f"{formatted}.{nanoseconds // 1000:06d}Z"
         return event
 
 
 # Dates and dataclasses go to `default`, as they do with the standard library.
-_ORJSON_OPTIONS = (
-    orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
-)
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 def to_json(event: Any, **dumps_kw: Any) -> str:
     """The JSON renderer's serializer: orjson, at a tenth of the standard library's cost per
-    line. The standard library writes what orjson refuses (integers beyond 64 bits) and the
-    lines orjson would write with non-ASCII text, which it escapes: every line stays ASCII,
-    whatever the stream's encoding, and nothing a line splitter takes for a line break (U+2028)
-    is written raw. Values neither knows go to `dumps_kw["default"]` (structlog's: `repr`)."""
+    line. The standard library writes what orjson refuses (integers beyond 64 bits, keys that
+    are not strings) and the lines orjson would write with non-ASCII text, which it escapes:
+    every line stays ASCII, whatever the stream's encoding, and nothing a line splitter takes
+    for a line break (U+2028) is written raw. Values neither knows go to `dumps_kw["default"]`
+    (structlog's: `repr`); orjson writes UUIDs and enums by value and NaN as null."""
     try:
         line = orjson.dumps(event, default=dumps_kw.get("default"), option=_ORJSON_OPTIONS)
     except orjson.JSONEncodeError:
@@ -153,7 +151,7 @@ def configure_logging(settings: Settings) -> None:
         redact,
     ]
     renderer: Any = (
-        structlog.processors.JSONRenderer(serializer=to_json)
+        structlog.processors.JSONRenderer(serializer=to_json, separators=(",", ":"))
         if settings.json_logs
         else structlog.dev.ConsoleRenderer(colors=False)
     )
@@ -172,7 +170,11 @@ def configure_logging(settings: Settings) -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,  # a library's traceback, as text
+                renderer,
+            ],
             foreign_pre_chain=shared,
         )
     )
