@@ -78,7 +78,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         **dialect.engine_options(settings),
     }
     engine = create_async_engine(settings.database_url, **options)
-    dialect.prepare_engine(engine)
+    dialect.prepare_engine(engine, settings)
     return engine
 
 
