@@ -14,7 +14,10 @@ if TYPE_CHECKING:
 # none, `secrets.token_hex(16)` about 120, `secrets.token_urlsafe(48)` about 350.
 MIN_SECRET_BITS = 100
 MIN_TOKEN_CHARS = 32
-PLACEHOLDER_WORDS = ("change", "replace", "example", "secret", "password", "placeholder", "xxx")
+# Words, not letters a random token holds by chance: `secrets.token_urlsafe(48)`, which the
+# messages recommend, contains "xxx" (any case) about once in 500 tokens; a run of x's is
+# refused anyway, as guessable.
+PLACEHOLDER_WORDS = ("change", "replace", "example", "secret", "password", "placeholder")
 GENERATE = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
 
 
