@@ -520,39 +520,32 @@ def measure_http(
             "rampart": _memory(rampart_pid)["VmRSS"],
         }
         credentials = {"password": PASSWORD}
-        user_token = _post_json(f"{rampart}{API}/auth/login", {**credentials, "email": USER_EMAIL})
-        admin_token = _post_json(
-            f"{rampart}{API}/auth/login", {**credentials, "email": ADMIN_EMAIL}
-        )
+
+        def bearer(base: str, email: str) -> list[str]:
+            token = _post_json(f"{base}{API}/auth/login", {**credentials, "email": email})
+            return [f"Authorization: Bearer {token['access_token']}"]
+
+        # This build and, with --baseline, the older one: each target's rows side by side.
+        servers = [("", rampart_pid, rampart)]
+        if baseline is not None and before_pid is not None:
+            servers.append((f" @ {baseline.ref}", before_pid, before))
         targets: list[tuple[str, int, str, list[str]]] = [
             ("hello (h11)", hello_pid, f"{hello}/hello", []),
-            ("/health/live", rampart_pid, f"{rampart}/health/live", []),
-            (
-                "GET /users/me",
-                rampart_pid,
-                f"{rampart}{API}/users/me",
-                [f"Authorization: Bearer {user_token['access_token']}"],
+            *(
+                (f"/health/live{label}", pid, f"{base}/health/live", [])
+                for label, pid, base in servers
+            ),
+            *(
+                (f"GET /users/me{label}", pid, f"{base}{API}/users/me", bearer(base, USER_EMAIL))
+                for label, pid, base in servers
             ),
             (
                 "GET /users?limit=50 (admin)",
                 rampart_pid,
                 f"{rampart}{API}/users?limit=50",
-                [f"Authorization: Bearer {admin_token['access_token']}"],
+                bearer(rampart, ADMIN_EMAIL),
             ),
         ]
-        if baseline is not None and before_pid is not None:
-            token = _post_json(f"{before}{API}/auth/login", {**credentials, "email": USER_EMAIL})
-            targets[2:2] = [
-                (f"/health/live @ {baseline.ref}", before_pid, f"{before}/health/live", []),
-            ]
-            targets[4:4] = [
-                (
-                    f"GET /users/me @ {baseline.ref}",
-                    before_pid,
-                    f"{before}{API}/users/me",
-                    [f"Authorization: Bearer {token['access_token']}"],
-                )
-            ]
         if httptools_pid is not None:
             targets.insert(1, ("hello (httptools)", httptools_pid, f"{httptools}/hello", []))
         runs: dict[str, list[stats.WrkRun]] = {name: [] for name, *_ in targets}
@@ -701,15 +694,10 @@ def _measure(
     if {"startup", "inprocess", "http"} <= options.skip:
         return report
     print(f"rendering and installing {options.variant} ...", file=sys.stderr)
-    project = conftest.render(
-        work / "project", conftest.SUPPORTED_VARIANTS[options.variant], vcs_ref=options.ref
+    project, env = install_variant(
+        options, answers, options.ref, work / "project", work / "db", stack
     )
-    base_env = conftest.project_env()
-    base_env.pop("PYTHONDONTWRITEBYTECODE", None)  # a deployed image has its bytecode cached
-    install(project, base_env)
     report["versions"] = project_versions(project)
-    url = stack.enter_context(conftest.fresh_database(answers["database"], work / "db"))
-    env = {**service_env(base_env, answers, url), **options.settings}
     if "startup" not in options.skip:
         print("measuring startup ...", file=sys.stderr)
         report["startup"] = measure_startup(
@@ -747,20 +735,32 @@ def install_baseline(
     print(
         f"rendering and installing {options.variant} at {ref} ({commit[:12]}) ...", file=sys.stderr
     )
-    project = conftest.render(
-        work / "baseline", conftest.SUPPORTED_VARIANTS[options.variant], vcs_ref=commit
+    project, env = install_variant(
+        options, answers, commit, work / "baseline", work / "baseline-db", stack
     )
-    base_env = conftest.project_env()
-    base_env.pop("PYTHONDONTWRITEBYTECODE", None)
-    install(project, base_env)
-    url = stack.enter_context(conftest.fresh_database(answers["database"], work / "baseline-db"))
-    env = {
-        **service_env(base_env, answers, url),
-        **options.settings,
-        "PRINCIPAL_CACHE_CHANNEL": f"bench-baseline-{secrets.token_hex(8)}:principals",
-    }
+    env["PRINCIPAL_CACHE_CHANNEL"] = f"bench-baseline-{secrets.token_hex(8)}:principals"
     prepare(project, env, answers, options.users)
     return Instance(ref=ref, project=project, env=env)
+
+
+def install_variant(
+    options: Options,
+    answers: Mapping[str, Any],
+    ref: str,
+    destination: Path,
+    databases: Path,
+    stack: contextlib.ExitStack,
+) -> tuple[Path, dict[str, str]]:
+    """The variant rendered at `ref` and installed as a deployed image has it, with a fresh
+    database (not yet migrated) and the settings it is served with."""
+    project = conftest.render(
+        destination, conftest.SUPPORTED_VARIANTS[options.variant], vcs_ref=ref
+    )
+    base_env = conftest.project_env()
+    base_env.pop("PYTHONDONTWRITEBYTECODE", None)  # a deployed image has its bytecode cached
+    install(project, base_env)
+    url = stack.enter_context(conftest.fresh_database(answers["database"], databases))
+    return project, {**service_env(base_env, answers, url), **options.settings}
 
 
 def render_report(report: Mapping[str, Any]) -> str:
